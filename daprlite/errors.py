@@ -1,0 +1,132 @@
+"""The one error catalogue of the sidecar (design decision D6).
+
+Every error an API caller can see is an :class:`APIError` built from a
+:class:`CatalogueEntry` defined here: a stable ``ERR_*`` code, an HTTP status
+and a gRPC status. Components raise domain errors (``daprlite.components.errors``),
+blocks turn them into catalogue errors, and transports only translate an
+``APIError`` into an HTTP body or a gRPC status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+
+Code = grpc.StatusCode
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueEntry:
+    """One catalogue line: the stable code plus its HTTP and gRPC statuses."""
+
+    code: str
+    http_status: int
+    grpc_status: grpc.StatusCode
+    reason: str = ""  # google.rpc.ErrorInfo reason used by newer Dapr errors
+
+    def __call__(self, message: str, **metadata: str) -> APIError:
+        return APIError(self, message, dict(metadata))
+
+    def with_status(self, http_status: int, grpc_status: grpc.StatusCode) -> CatalogueEntry:
+        """The same code with other statuses (e.g. ERR_STATE_SAVE as 409 / ABORTED)."""
+        return CatalogueEntry(self.code, http_status, grpc_status, self.reason)
+
+
+@dataclass(slots=True)
+class APIError(Exception):
+    """An error that reaches the API caller, in the catalogue's terms."""
+
+    entry: CatalogueEntry
+    message: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.message)
+
+    @property
+    def code(self) -> str:
+        return self.entry.code
+
+    @property
+    def http_status(self) -> int:
+        return self.entry.http_status
+
+    @property
+    def grpc_status(self) -> grpc.StatusCode:
+        return self.entry.grpc_status
+
+    def body(self) -> dict[str, object]:
+        """The JSON body Dapr clients parse: ``{errorCode, message}`` plus details."""
+        out: dict[str, object] = {"errorCode": self.code, "message": self.message}
+        if self.entry.reason:
+            out["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.entry.reason,
+                    "domain": "dapr.io",
+                    "metadata": dict(self.metadata),
+                }
+            ]
+        return out
+
+
+E = CatalogueEntry
+
+# --- generic -----------------------------------------------------------------
+MALFORMED_REQUEST = E("ERR_MALFORMED_REQUEST", 400, Code.INVALID_ARGUMENT)
+ILLEGAL_KEY = E("ERR_MALFORMED_REQUEST", 400, Code.INVALID_ARGUMENT, "DAPR_STATE_ILLEGAL_KEY")
+BODY_READ = E("ERR_BODY_READ", 400, Code.INVALID_ARGUMENT)
+BODY_TOO_LARGE = E("ERR_BODY_READ", 413, Code.RESOURCE_EXHAUSTED)
+BAD_REQUEST = E("ERR_BAD_REQUEST", 400, Code.INVALID_ARGUMENT)
+API_UNIMPLEMENTED = E("ERR_API_UNIMPLEMENTED", 501, Code.UNIMPLEMENTED)
+DIRECT_INVOKE = E("ERR_DIRECT_INVOKE", 404, Code.NOT_FOUND)
+INTERNAL = E("ERROR", 500, Code.INTERNAL, "ERROR")
+
+# --- state -------------------------------------------------------------------
+STATE_STORE_NOT_CONFIGURED = E(
+    "ERR_STATE_STORE_NOT_CONFIGURED", 500, Code.FAILED_PRECONDITION, "DAPR_STATE_NOT_CONFIGURED"
+)
+STATE_STORE_NOT_FOUND = E(
+    "ERR_STATE_STORE_NOT_FOUND", 400, Code.INVALID_ARGUMENT, "DAPR_STATE_NOT_FOUND"
+)
+STATE_GET = E("ERR_STATE_GET", 500, Code.INTERNAL, "ERR_STATE_GET")
+STATE_BULK_GET = E("ERR_STATE_BULK_GET", 500, Code.INTERNAL)
+STATE_SAVE = E("ERR_STATE_SAVE", 500, Code.INTERNAL, "ERR_STATE_SAVE")
+STATE_DELETE = E("ERR_STATE_DELETE", 500, Code.INTERNAL, "ERR_STATE_DELETE")
+STATE_BULK_DELETE = E("ERR_STATE_BULK_DELETE", 500, Code.INTERNAL, "ERR_STATE_BULK_DELETE")
+STATE_TRANSACTION = E("ERR_STATE_TRANSACTION", 500, Code.INTERNAL, "ERR_STATE_TRANSACTION")
+STATE_OPERATION_NOT_SUPPORTED = E(
+    "ERR_NOT_SUPPORTED_STATE_OPERATION",
+    400,
+    Code.UNIMPLEMENTED,
+    "ERR_NOT_SUPPORTED_STATE_OPERATION",
+)
+STATE_TRANSACTIONS_NOT_SUPPORTED = E(
+    "ERR_STATE_STORE_NOT_SUPPORTED",
+    500,
+    Code.UNIMPLEMENTED,
+    "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED",
+)
+STATE_QUERY_NOT_SUPPORTED = E(
+    "ERR_STATE_STORE_NOT_SUPPORTED", 500, Code.INTERNAL, "DAPR_STATE_QUERYING_NOT_SUPPORTED"
+)
+STATE_TOO_MANY_TRANSACTIONS = E(
+    "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
+    400,
+    Code.INVALID_ARGUMENT,
+    "DAPR_STATE_TOO_MANY_TRANSACTIONS",
+)
+STATE_QUERY = E("ERR_STATE_QUERY", 500, Code.INTERNAL, "DAPR_STATE_QUERY_FAILED")
+# A query we cannot parse is the caller's mistake, so it is a 4xx (D7).
+STATE_QUERY_MALFORMED = E("ERR_STATE_QUERY", 400, Code.INVALID_ARGUMENT, "DAPR_STATE_QUERY_FAILED")
+
+# --- health / metadata ---------------------------------------------------------
+HEALTH_NOT_READY = E("ERR_HEALTH_NOT_READY", 500, Code.UNAVAILABLE)
+HEALTH_APPID_NOT_MATCH = E("ERR_HEALTH_APPID_NOT_MATCH", 500, Code.FAILED_PRECONDITION)
+OUTBOUND_HEALTH_NOT_READY = E("ERR_OUTBOUND_HEALTH_NOT_READY", 500, Code.UNAVAILABLE)
+METADATA_GET = E("ERR_METADATA_GET", 500, Code.INTERNAL)
+
+# Statuses that certain codes take in particular situations.
+ETAG_MISMATCH_STATUS = (409, Code.ABORTED)
+ETAG_INVALID_STATUS = (400, Code.INVALID_ARGUMENT)

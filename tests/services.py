@@ -1,0 +1,13 @@
+"""Where the test suite finds its real backends.
+
+``scripts/services.sh`` starts them (installing from Debian's packages when
+missing); these constants are the addresses it brings up. They can be
+overridden through the environment to point the suite at other servers.
+"""
+
+from __future__ import annotations
+
+import os
+
+REDIS_HOST = os.environ.get("DAPRLITE_TEST_REDIS", "127.0.0.1:6379")
+POSTGRES_DSN = os.environ.get("DAPRLITE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
