@@ -1,0 +1,114 @@
+"""The sidecar flags shared by ``daprlite run`` and ``daprlite sidecar`` (Dapr's names)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from daprlite.config.options import DEFAULT_MAX_BODY_SIZE, Options
+
+PROTOCOLS = ("http", "https", "h2c", "grpc", "grpcs")
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal", "panic")
+
+
+def _size(text: str) -> int:
+    """``4Mi``, ``512Ki``, ``1M`` or plain bytes."""
+    units = {"ki": 1024, "mi": 1024**2, "gi": 1024**3, "k": 1000, "m": 1000**2, "g": 1000**3}
+    low = text.strip().lower()
+    for suffix, mult in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if low.endswith(suffix):
+            try:
+                return int(float(low[: -len(suffix)]) * mult)
+            except ValueError:
+                break
+    try:
+        return int(low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 4Mi or 1048576") from None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
+
+
+def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grpc: int) -> None:
+    p.add_argument("--app-id", "-a", default="", help="the app id (no dots)")
+    p.add_argument("--app-port", "-p", type=_port, default=None, help="the port the app listens on")
+    p.add_argument("--app-protocol", "-P", choices=PROTOCOLS, default="http")
+    p.add_argument("--app-channel-address", default="127.0.0.1")
+    p.add_argument(
+        "--dapr-http-port",
+        "-H",
+        type=_port,
+        default=default_http,
+        help=f"HTTP API port (default {default_http or 'a free port'})",
+    )
+    p.add_argument(
+        "--dapr-grpc-port",
+        "-G",
+        type=_port,
+        default=default_grpc,
+        help=f"gRPC API port (default {default_grpc or 'a free port'})",
+    )
+    p.add_argument(
+        "--dapr-listen-addresses",
+        default="127.0.0.1",
+        help="comma-separated addresses the APIs bind to",
+    )
+    p.add_argument(
+        "--resources-path",
+        "--components-path",
+        "-d",
+        action="append",
+        dest="resources_paths",
+        default=None,
+        metavar="DIR",
+        help="folder of component YAML files (repeatable)",
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        dest="config_files",
+        default=None,
+        metavar="FILE",
+        help="Configuration YAML file",
+    )
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p.add_argument("--log-as-json", action="store_true")
+    p.add_argument("--app-max-concurrency", type=int, default=-1)
+    p.add_argument("--enable-api-logging", action="store_true")
+    p.add_argument(
+        "--max-body-size",
+        type=_size,
+        default=DEFAULT_MAX_BODY_SIZE,
+        help="largest request body accepted (default 4Mi)",
+    )
+    p.add_argument("--dapr-graceful-shutdown-seconds", type=float, default=5.0)
+
+
+def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -> Options:
+    listen = tuple(a.strip() for a in args.dapr_listen_addresses.split(",") if a.strip())
+    return Options(
+        app_id=app_id,
+        http_port=args.dapr_http_port,
+        grpc_port=args.dapr_grpc_port,
+        listen_addresses=listen or ("127.0.0.1",),
+        app_port=args.app_port,
+        app_protocol=args.app_protocol,
+        app_channel_address=args.app_channel_address,
+        app_max_concurrency=args.app_max_concurrency,
+        resources_paths=tuple(resources),
+        config_files=tuple(Path(c).expanduser() for c in args.config_files or ()),
+        log_level=args.log_level,
+        log_as_json=args.log_as_json,
+        enable_api_logging=args.enable_api_logging,
+        max_body_size=args.max_body_size,
+        graceful_shutdown_seconds=args.dapr_graceful_shutdown_seconds,
+    )

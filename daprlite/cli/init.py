@@ -1,0 +1,49 @@
+"""``daprlite init``: write the embedded default components to ``~/.daprlite/components``.
+
+The defaults need no external service and use Dapr's default component names
+(``statestore``), so apps written against ``dapr init``'s defaults run unchanged.
+Existing files are left alone: they may hold the user's edits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daprlite.config.options import daprlite_home
+
+STATESTORE = """\
+# Written by `daprlite init`: the embedded default state store.
+# A durable SQLite file (WAL mode); nothing else to install.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.sqlite
+  version: v1
+  metadata:
+    - name: connectionString
+      value: "{db}"
+    # Key/value pairs saved with ttlInSeconds expire; expired rows are swept hourly.
+    - name: cleanupInterval
+      value: 1h
+"""
+
+
+def init(home: Path | None = None) -> list[str]:
+    """Create the default folder layout; returns the lines to print."""
+    root = home or daprlite_home()
+    components = root / "components"
+    data = root / "data"
+    components.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    (root / "run").mkdir(parents=True, exist_ok=True)
+    lines = []
+    target = components / "statestore.yaml"
+    if target.exists():
+        lines.append(f"ℹ️  {target} already exists; left unchanged")
+    else:
+        target.write_text(STATESTORE.format(db=data / "state.db"), encoding="utf-8")
+        lines.append(f"✅  Wrote {target} (state.sqlite)")
+    lines.append(f"✅  Success! daprlite is up and running. Components are in {components}")
+    return lines

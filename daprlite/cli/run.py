@@ -1,0 +1,144 @@
+"""``daprlite run`` and ``daprlite sidecar``: start a sidecar, then (optionally) the app.
+
+The sidecar runs in this process. It binds its ports and loads its components
+before the app command starts; the app gets ``DAPR_HTTP_PORT``,
+``DAPR_GRPC_PORT``, ``APP_ID`` (and ``APP_PORT``) and inherits stdout/stderr
+unchanged. Status lines use ``dapr run``'s wording so tooling that watches for
+them keeps working. Exit code: the app's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daprlite.config.options import Options, daprlite_home
+from daprlite.observability.logging import setup_logging
+from daprlite.runtime.sidecar import Sidecar
+
+
+def status(line: str) -> None:
+    print(line, flush=True)
+
+
+def default_resources_path() -> Path:
+    return daprlite_home() / "components"
+
+
+def generated_app_id() -> str:
+    return f"app-{secrets.token_hex(3)}"
+
+
+async def _start(options: Options) -> Sidecar | None:
+    setup_logging(options.log_level, options.log_as_json, options.app_id)
+    sidecar = Sidecar(options)
+    try:
+        await sidecar.start()
+    except Exception as exc:  # every start-up error ends here with one clear line
+        status(f"❌  Failed to start daprlite: {exc}")
+        return None
+    return sidecar
+
+
+def _install_signals(handler: object) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handler, sig)  # type: ignore[arg-type]
+
+
+async def run_sidecar_only(options: Options) -> int:
+    sidecar = await _start(options)
+    if sidecar is None:
+        return 1
+    assert sidecar.ports is not None
+    status(
+        f"ℹ️  Starting Dapr with id {options.app_id}. "
+        f"HTTP Port: {sidecar.ports.http}. gRPC Port: {sidecar.ports.grpc}"
+    )
+    status("✅  You're up and running! Dapr logs will appear here.")
+    _install_signals(lambda _sig: sidecar.request_shutdown())
+    await sidecar.wait_for_shutdown()
+    await sidecar.stop()
+    status("✅  Exited Dapr successfully")
+    return 0
+
+
+def app_environment(options: Options, sidecar: Sidecar) -> dict[str, str]:
+    assert sidecar.ports is not None
+    env = dict(os.environ)
+    env.update(
+        APP_ID=options.app_id,
+        DAPR_HTTP_PORT=str(sidecar.ports.http),
+        DAPR_GRPC_PORT=str(sidecar.ports.grpc),
+        APP_PROTOCOL=options.app_protocol,
+        APP_CHANNEL_ADDRESS=options.app_channel_address,
+    )
+    if options.app_port:
+        env["APP_PORT"] = str(options.app_port)
+    return env
+
+
+async def run_with_app(options: Options, command: Sequence[str]) -> int:
+    sidecar = await _start(options)
+    if sidecar is None:
+        return 1
+    assert sidecar.ports is not None
+    status(
+        f"ℹ️  Starting Dapr with id {options.app_id}. "
+        f"HTTP Port: {sidecar.ports.http}. gRPC Port: {sidecar.ports.grpc}"
+    )
+    try:
+        proc = await asyncio.create_subprocess_exec(*command, env=app_environment(options, sidecar))
+    except OSError as exc:
+        status(f"❌  Failed to start the app command {command[0]!r}: {exc}")
+        await sidecar.stop()
+        return 1
+    status("✅  You're up and running! Both Dapr and your app logs will appear here.")
+    sidecar.metadata.set("appCommand", " ".join(command))
+    sidecar.metadata.set("appPID", str(proc.pid))
+    sidecar.metadata.set("cliPID", str(os.getpid()))
+    if options.app_port:
+        sidecar.metadata.set("appPort", str(options.app_port))
+
+    # A terminal's Ctrl-C already reaches the app (same process group), so only
+    # forward SIGINT when it cannot have come from a terminal.
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+
+    def forward(sig: signal.Signals) -> None:
+        if proc.returncode is None and not (sig == signal.SIGINT and interactive):
+            proc.send_signal(sig)
+
+    _install_signals(forward)
+    app_done = asyncio.ensure_future(proc.wait())
+    shutdown = asyncio.ensure_future(sidecar.wait_for_shutdown())
+    await asyncio.wait({app_done, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+    if not app_done.done():
+        # The sidecar was asked to shut down: stop the app too, as dapr run does.
+        proc.terminate()
+        try:
+            await asyncio.wait_for(asyncio.shield(app_done), options.graceful_shutdown_seconds)
+        except TimeoutError:
+            proc.kill()
+            await app_done
+    shutdown.cancel()
+    code = proc.returncode if proc.returncode is not None else 1
+    if code == 0:
+        status("✅  Exited App successfully")
+    else:
+        status(f"❌  The App process exited with error code: exit status {code}")
+    await sidecar.stop()
+    status("✅  Exited Dapr successfully")
+    return 128 - code if code < 0 else code
+
+
+def run_async(coro: object) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,164 @@
+"""Redis plumbing behind ``state.redis``: the Lua write script, etags, TTL and TLS.
+
+``components/state/redis.py`` holds the settings and the store; this private
+module holds what the store sends to Redis. Every write (a save, a delete or a
+whole transaction) is one call of :data:`WRITE_SCRIPT`, which Redis runs
+atomically: it checks every operation's etag / first-write condition first and
+only then applies all of them, so a failed check writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from redis.asyncio.connection import Connection
+
+from daprlite.components.errors import ETagInvalidError, MetadataError
+from daprlite.components.state.api import Concurrency, SetRequest, TransactionOperation
+
+# Each operation takes KEYS[i] and five ARGV slots: kind ("set"/"del"),
+# check ("" none, "etag", "first-write"), etag, value, ttl seconds (> 0 sets
+# EXPIRE, anything else PERSIST). Returns 0 when everything was applied, or the
+# 1-based index of the first operation whose condition failed (then nothing
+# was written). The check loop also reads every key's version so that a key
+# holding a non-hash value fails the script before anything is written.
+WRITE_SCRIPT = """
+local width = 5
+for i = 1, #KEYS do
+  local base = (i - 1) * width
+  local version = redis.call("HGET", KEYS[i], "version")
+  if version and not tonumber(version) then
+    return redis.error_reply("key " .. KEYS[i] .. " has a non-integer version field")
+  end
+  local check = ARGV[base + 2]
+  if check == "etag" then
+    if version ~= ARGV[base + 3] then return i end
+  elseif check == "first-write" then
+    if version then return i end
+  end
+end
+for i = 1, #KEYS do
+  local base = (i - 1) * width
+  if ARGV[base + 1] == "del" then
+    redis.call("DEL", KEYS[i])
+  else
+    redis.call("HSET", KEYS[i], "data", ARGV[base + 4])
+    redis.call("HINCRBY", KEYS[i], "version", 1)
+    if tonumber(ARGV[base + 5]) > 0 then
+      redis.call("EXPIRE", KEYS[i], ARGV[base + 5])
+    else
+      redis.call("PERSIST", KEYS[i])
+    end
+  end
+end
+return 0
+"""
+
+_VERSION_ETAG = re.compile(r"-?[0-9]+")
+
+
+def check_version_etag(etag: str) -> None:
+    """Raise ETagInvalidError unless ``etag`` is a decimal integer, the only etags issued."""
+    if not _VERSION_ETAG.fullmatch(etag):
+        raise ETagInvalidError(f"etag {etag!r} is not a valid etag for this store (an integer)")
+
+
+def encode_operations(
+    operations: Sequence[TransactionOperation], default_ttl: int | None
+) -> tuple[list[str], list[str | bytes]]:
+    """KEYS and ARGV of :data:`WRITE_SCRIPT`; validates every etag before anything runs."""
+    keys: list[str] = []
+    args: list[str | bytes] = []
+    for op in operations:
+        if op.etag is not None:
+            check_version_etag(op.etag)
+            check = "etag"
+        elif isinstance(op, SetRequest) and op.concurrency == Concurrency.FIRST_WRITE:
+            check = "first-write"
+        else:
+            check = ""
+        keys.append(op.key)
+        if isinstance(op, SetRequest):
+            ttl = op.ttl_seconds if op.ttl_seconds is not None else default_ttl
+            args += ["set", check, op.etag or "", op.value, str(max(ttl or 0, 0))]
+        else:
+            args += ["del", check, op.etag or "", b"", "0"]
+    return keys, args
+
+
+def mismatch_message(op: TransactionOperation) -> str:
+    """Why the write script refused ``op``."""
+    if op.etag is None:
+        return f"key {op.key!r} already exists (first-write)"
+    return f"etag mismatch for key {op.key!r}"
+
+
+def expire_metadata(expiry: int, absolute: bool, now: float) -> dict[str, str]:
+    """``{"ttlExpireTime": ...}`` from PEXPIRETIME (absolute ms) or PTTL (relative ms).
+
+    Negative replies mean "no TTL" (-1) or "no key" (-2): no metadata then.
+    The format is Dapr's: RFC 3339 in UTC, to the second, ending in ``Z``.
+    """
+    if expiry < 0:
+        return {}
+    at_ms = expiry if absolute else now * 1000 + expiry
+    when = datetime.fromtimestamp(at_ms / 1000, UTC)
+    return {"ttlExpireTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+@contextmanager
+def _pem_file(field: str, value: str) -> Iterator[str]:
+    """A path holding ``value``: PEM text is written to a private temporary file."""
+    if not value.lstrip().startswith("-----BEGIN"):
+        yield value  # already a path to a PEM file
+        return
+    with tempfile.TemporaryDirectory(prefix="daprlite-redis-") as tmp:  # mode 0700
+        path = Path(tmp) / field
+        path.write_text(value)
+        yield str(path)
+
+
+def tls_context(*, skip_verify: bool, client_cert: str, client_key: str) -> ssl.SSLContext:
+    """The one SSL context every pooled connection shares. Blocking: run it in a thread.
+
+    ``client_cert`` / ``client_key`` are PEM text, as in Dapr, or paths to PEM
+    files. The context keeps the loaded key, so PEM text never stays on disk.
+    """
+    ctx = ssl.create_default_context()
+    if skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if client_cert:
+        try:
+            with (
+                _pem_file("clientCert", client_cert) as cert,
+                _pem_file("clientKey", client_key) as key,
+            ):
+                ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            # The message names the failure, never the PEM text itself.
+            raise MetadataError(
+                "clientCert", f"cannot load the client certificate and key: {exc}"
+            ) from exc
+    return ctx
+
+
+class TLSConnection(Connection):
+    """A TCP connection wrapped in a shared, pre-built SSL context.
+
+    redis-py's own SSLConnection builds a fresh context, loading the system CA
+    store and the key files, on every connect; this one reuses ours.
+    """
+
+    def __init__(self, *, tls: ssl.SSLContext, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._tls = tls
+
+    def _connection_arguments(self) -> Mapping[str, object]:
+        return {**super()._connection_arguments(), "ssl": self._tls}

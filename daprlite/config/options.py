@@ -1,0 +1,41 @@
+"""Sidecar options: what ``daprlite sidecar`` / ``daprlite run`` flags and env resolve to.
+
+Start-up step 1. The CLI parses flags into :class:`Options`; the lifecycle
+reads nothing else. Port 0 means "pick a free port at start".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HTTP_PORT = 3500
+DEFAULT_GRPC_PORT = 50001
+DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+
+
+def daprlite_home() -> Path:
+    """``$DAPRLITE_HOME`` or ``~/.daprlite``: default components, data and run registry."""
+    env = os.environ.get("DAPRLITE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".daprlite"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    app_id: str
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    listen_addresses: tuple[str, ...] = ("127.0.0.1",)
+    app_port: int | None = None
+    app_protocol: str = "http"
+    app_channel_address: str = "127.0.0.1"
+    app_max_concurrency: int = -1
+    resources_paths: tuple[Path, ...] = ()
+    config_files: tuple[Path, ...] = ()
+    log_level: str = "info"
+    log_as_json: bool = False
+    enable_api_logging: bool = False
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    graceful_shutdown_seconds: float = 5.0
+    namespace: str = field(default_factory=lambda: os.environ.get("NAMESPACE", ""))

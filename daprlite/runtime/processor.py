@@ -1,0 +1,173 @@
+"""The component processor: manifests in, live components out.
+
+Start-up steps 3 and 4 (DESIGN.md, Lifecycle): secret stores first, then every
+other component, each with its ``secretKeyRef``/``envRef`` values and
+placeholders resolved, created through the registry, initialised within its
+``initTimeout`` and closed on the sidecar's exit stack. A failure names the
+file, the component and the field, and stops start-up unless the component
+sets ``ignoreErrors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from contextlib import AsyncExitStack
+
+from daprlite.components.errors import ComponentError, MetadataError, MissingDriverError
+from daprlite.components.metadata import ComponentMetadata
+from daprlite.components.registry import Registry, UnknownComponentError
+from daprlite.components.secretstores.api import SecretStore
+from daprlite.config.resources import Component, MetadataItem
+from daprlite.runtime.registry import ComponentStore, LiveComponent
+
+log = logging.getLogger("daprlite.runtime")
+
+
+class ComponentLoadError(Exception):
+    """A component could not be loaded; the message names file, component and field."""
+
+    def __init__(self, component: Component, field: str, problem: str) -> None:
+        where = f"{component.source}: {component.label}"
+        if field:
+            where += f": field {field!r}"
+        super().__init__(f"{where}: {problem}")
+        self.component = component
+        self.field = field
+
+
+def _placeholders(value: str, app_id: str, namespace: str) -> str:
+    if "{" not in value:
+        return value
+    out = value.replace("{appID}", app_id)
+    out = out.replace("{namespace}", f"{namespace}.{app_id}" if namespace else app_id)
+    out = out.replace("{podName}", os.environ.get("POD_NAME", ""))
+    while "{uuid}" in out:
+        out = out.replace("{uuid}", str(uuid.uuid4()), 1)
+    return out
+
+
+class ComponentProcessor:
+    """Creates and initialises components into a :class:`ComponentStore`."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: ComponentStore,
+        app_id: str,
+        namespace: str = "",
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._app_id = app_id
+        self._namespace = namespace
+
+    async def load_all(self, components: list[Component], stack: AsyncExitStack) -> None:
+        # Secret stores first so the others can resolve secretKeyRef through them.
+        ordered = sorted(components, key=lambda c: c.category != "secretstores")
+        for comp in ordered:
+            try:
+                await self._load(comp, stack)
+            except ComponentLoadError as exc:
+                if not comp.ignore_errors:
+                    raise
+                log.warning("component %s skipped (ignoreErrors): %s", comp.name, exc)
+
+    async def _secret(self, comp: Component, item: MetadataItem, index: int) -> str:
+        ref = item.secret_key_ref
+        assert ref is not None
+        field = f"spec.metadata[{index}].secretKeyRef"
+        stores = self._store.of_category("secretstores")
+        if comp.secret_store:
+            live = self._store.get("secretstores", comp.secret_store)
+            if live is None:
+                raise ComponentLoadError(
+                    comp, "auth.secretStore", f"secret store {comp.secret_store!r} is not loaded"
+                )
+        elif len(stores) == 1:
+            live = stores[0]
+        else:
+            problem = (
+                "no secret store is loaded to resolve it"
+                if not stores
+                else "several secret stores are loaded; name one in auth.secretStore"
+            )
+            raise ComponentLoadError(comp, field, problem)
+        secret_store = live.instance
+        assert isinstance(secret_store, SecretStore)
+        try:
+            values = await secret_store.get_secret(ref.name, {})
+        except ComponentError as exc:
+            raise ComponentLoadError(
+                comp, field, f"secret {ref.name!r} not found in store {live.name!r}: {exc}"
+            ) from exc
+        if ref.key not in values:
+            raise ComponentLoadError(
+                comp, field, f"secret {ref.name!r} in store {live.name!r} has no key {ref.key!r}"
+            )
+        return values[ref.key]
+
+    async def _properties(self, comp: Component) -> dict[str, str]:
+        props: dict[str, str] = {}
+        for i, item in enumerate(comp.metadata):
+            if item.secret_key_ref is not None:
+                props[item.name] = await self._secret(comp, item, i)
+            elif item.env_ref is not None:
+                props[item.name] = os.environ.get(item.env_ref, "")
+            else:
+                props[item.name] = _placeholders(item.value or "", self._app_id, self._namespace)
+        return props
+
+    async def _load(self, comp: Component, stack: AsyncExitStack) -> None:
+        if self._store.get(self._registry.category(comp.type), comp.name):
+            raise ComponentLoadError(comp, "metadata.name", "a component of this name is loaded")
+        try:
+            cls = self._registry.resolve(comp.type, comp.version)
+        except (UnknownComponentError, MissingDriverError) as exc:
+            raise ComponentLoadError(comp, "spec.type", str(exc)) from exc
+        props = await self._properties(comp)
+        instance = cls()
+        meta = ComponentMetadata(
+            name=comp.name,
+            type=comp.type,
+            version=comp.version,
+            properties=props,
+            app_id=self._app_id,
+            namespace=self._namespace,
+        )
+        try:
+            await asyncio.wait_for(instance.init(meta), timeout=comp.init_timeout)
+        except MetadataError as exc:
+            await _close_quietly(instance)
+            raise ComponentLoadError(comp, f"spec.metadata.{exc.field}", exc.problem) from exc
+        except TimeoutError as exc:
+            await _close_quietly(instance)
+            raise ComponentLoadError(
+                comp, "spec.initTimeout", f"init did not finish within {comp.init_timeout:g}s"
+            ) from exc
+        except (ComponentError, OSError) as exc:
+            await _close_quietly(instance)
+            raise ComponentLoadError(comp, "", f"init failed: {exc}") from exc
+        stack.push_async_callback(_close_quietly, instance)
+        live = LiveComponent(
+            name=comp.name,
+            type=comp.type,
+            version=comp.version,
+            category=self._registry.category(comp.type),
+            instance=instance,
+            properties=props,
+        )
+        self._store.add(live)
+        log.info("component loaded: %s (%s/%s)", comp.name, comp.type, comp.version)
+
+
+async def _close_quietly(instance: object) -> None:
+    close = getattr(instance, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:  # a failing close must not hide the error that got us here
+        log.exception("error while closing component")

@@ -1,0 +1,59 @@
+"""Helpers every HTTP route module uses: bodies, query metadata, error replies.
+
+Transport step of the request path: these only parse and shape; every
+decision is the block's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from daprlite import errors
+
+JSON = "application/json"
+
+
+def error_response(exc: errors.APIError) -> web.Response:
+    return web.json_response(exc.body(), status=exc.http_status)
+
+
+def request_metadata(request: web.Request) -> dict[str, str]:
+    """``?metadata.k=v`` query parameters, prefix stripped; the first value wins."""
+    out: dict[str, str] = {}
+    for k, v in request.query.items():
+        if k.startswith("metadata."):
+            out.setdefault(k[len("metadata.") :], v)
+    return out
+
+
+async def read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise errors.BODY_TOO_LARGE(
+            f"request body is larger than the limit of {request.app['max_body_size']} bytes "
+            "(--max-body-size)"
+        ) from exc
+    except (ConnectionError, OSError) as exc:
+        raise errors.BODY_READ(f"failed to read the request body: {exc}") from exc
+
+
+async def json_body(request: web.Request) -> object:
+    body = await read_body(request)
+    try:
+        return json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.MALFORMED_REQUEST(f"failed to parse the request body as JSON: {exc}") from exc
+
+
+def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Component response metadata goes out as ``metadata.{k}`` headers."""
+    return {f"metadata.{k}": v for k, v in metadata.items()}
+
+
+def encode_json_value(value: object) -> bytes:
+    """JSON encoding of a state value, compact as Dapr's Go runtime writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,121 @@
+"""The HTTP API server: routes, middleware order, error translation, fallback.
+
+Middleware, outermost first:
+1. ``error_middleware`` — turns :class:`APIError` into Dapr's JSON error body
+   and any unexpected exception into a logged 500 without a traceback in the reply;
+2. ``api_logging_middleware`` (with ``--enable-api-logging``).
+Unknown paths fall through to service invocation, as in Dapr: without a
+``dapr-app-id`` header they get 404 ``ERR_DIRECT_INVOKE``; Dapr API families
+that daprlite does not serve yet get 501 ``ERR_API_UNIMPLEMENTED``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from daprlite import errors
+from daprlite.transport.http import metadata as metadata_routes
+from daprlite.transport.http import state as state_routes
+from daprlite.transport.http.common import error_response
+
+log = logging.getLogger("daprlite.http")
+api_log = logging.getLogger("daprlite.http.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Dapr API families that exist but that this build does not serve yet.
+_UNIMPLEMENTED_PREFIXES = (
+    "/v1.0/invoke/",
+    "/v1.0/publish/",
+    "/v1.0-alpha1/publish/",
+    "/v1.0/bindings/",
+    "/v1.0/secrets/",
+    "/v1.0/actors/",
+    "/v1.0/configuration/",
+    "/v1.0-alpha1/configuration/",
+    "/v1.0-alpha1/lock/",
+    "/v1.0-alpha1/unlock/",
+    "/v1.0/jobs/",
+    "/v1.0-alpha1/jobs/",
+    "/v1.0/workflows/",
+    "/v1.0-beta1/workflows/",
+    "/v1.0-alpha1/crypto/",
+    "/v1.0-alpha1/conversation/",
+    "/v1.0-alpha2/conversation/",
+)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.APIError as exc:
+        return error_response(exc)
+    except web.HTTPNotFound:
+        return _fallback(request)
+    except web.HTTPMethodNotAllowed:
+        return _fallback(request)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(errors.BODY_TOO_LARGE("request body is larger than the limit"))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(errors.INTERNAL("internal error; see the sidecar log"))
+
+
+def _fallback(request: web.Request) -> web.Response:
+    path = request.path
+    if any(path.startswith(p) for p in _UNIMPLEMENTED_PREFIXES) or request.headers.get(
+        "dapr-app-id"
+    ):
+        return error_response(
+            errors.API_UNIMPLEMENTED(f"{request.method} {path} is not implemented by daprlite yet")
+        )
+    return error_response(
+        errors.DIRECT_INVOKE(
+            "failed getting app id either from the URL path or the header dapr-app-id"
+        )
+    )
+
+
+@web.middleware
+async def api_logging_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    response = await handler(request)
+    api_log.info(
+        "HTTP API Called method=%s path=%s code=%s duration_ms=%.2f useragent=%s",
+        request.method,
+        request.path,
+        response.status,
+        (time.perf_counter() - start) * 1000,
+        request.headers.get("User-Agent", ""),
+    )
+    return response
+
+
+def build_app(
+    *,
+    state_api: state_routes.StateAPI,
+    metadata_api: metadata_routes.MetadataAPI,
+    health: metadata_routes.Health,
+    request_shutdown: Callable[[], None],
+    max_body_size: int,
+    api_logging: bool = False,
+) -> web.Application:
+    middlewares = [error_middleware]
+    if api_logging:
+        middlewares.append(api_logging_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
+    app["max_body_size"] = max_body_size
+    app[state_routes.API_KEY] = state_api
+    app[metadata_routes.METADATA_KEY] = metadata_api
+    app[metadata_routes.HEALTH_KEY] = health
+    app[metadata_routes.SHUTDOWN_KEY] = request_shutdown
+    app.add_routes(metadata_routes.routes())
+    app.add_routes(state_routes.routes())
+    return app
