@@ -1,0 +1,241 @@
+"""Wire compatibility of daprlite's own .proto files with the official Dapr SDK.
+
+These tests sit between ``proto/`` (our hand-written subset of Dapr's schema)
+and every gRPC path of the sidecar: if a field number, type or JSON name drifts
+from Dapr's, SDK clients would silently read or write the wrong field. The
+official ``dapr`` package ships Dapr's own descriptors, so it is the reference
+here. The tests also guard the generation pipeline: committed stubs are fresh,
+and our modules coexist with the SDK's in one process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import dapr.proto.runtime.v1.dapr_pb2  # noqa: F401  (loads every Dapr .proto into the default pool)
+import pytest
+from dapr.proto.runtime.v1 import state_pb2 as sdk_state
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import (
+    Descriptor,
+    EnumDescriptor,
+    FieldDescriptor,
+    FileDescriptor,
+    ServiceDescriptor,
+)
+
+import daprlite._proto
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The official SDK's descriptors are the reference for every comparison.
+SDK_POOL = descriptor_pool.Default()
+
+
+def our_modules() -> list[ModuleType]:
+    """Every generated *_pb2 module under daprlite._proto."""
+    found = [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(daprlite._proto.__path__, "daprlite._proto.")
+        if info.name.endswith("_pb2")
+    ]
+    assert found, "no generated modules under daprlite/_proto; run scripts/gen_proto.py"
+    return found
+
+
+def our_files() -> list[FileDescriptor]:
+    return [module.DESCRIPTOR for module in our_modules()]
+
+
+def walk_messages(messages: list[Descriptor]) -> Iterator[Descriptor]:
+    for message in messages:
+        yield message
+        yield from walk_messages(list(message.nested_types))
+
+
+def our_messages() -> list[Descriptor]:
+    return [
+        message
+        for file in our_files()
+        for message in walk_messages(list(file.message_types_by_name.values()))
+    ]
+
+
+def our_enums() -> list[EnumDescriptor]:
+    enums: list[EnumDescriptor] = []
+    for file in our_files():
+        enums.extend(file.enum_types_by_name.values())
+        for message in walk_messages(list(file.message_types_by_name.values())):
+            enums.extend(message.enum_types)
+    return enums
+
+
+def our_services() -> list[ServiceDescriptor]:
+    return [service for file in our_files() for service in file.services_by_name.values()]
+
+
+def field_signature(field: FieldDescriptor, proto: descriptor_pb2.FieldDescriptorProto) -> dict:
+    """Everything about a field that shows on the wire or in JSON."""
+    referenced = field.message_type or field.enum_type
+    return {
+        "number": field.number,
+        "type": field.type,
+        # `label` is only exposed on the proto form in protobuf 7.
+        "label": descriptor_pb2.FieldDescriptorProto.Label.Name(proto.label),
+        "proto3_optional": proto.proto3_optional,
+        "type_name": referenced.full_name if referenced else "",
+        "json_name": field.json_name,
+    }
+
+
+def field_signatures(message: Descriptor) -> dict[str, dict]:
+    proto = descriptor_pb2.DescriptorProto()
+    message.CopyToProto(proto)
+    protos = {f.name: f for f in proto.field}
+    return {f.name: field_signature(f, protos[f.name]) for f in message.fields}
+
+
+def test_our_descriptors_live_in_a_private_pool_not_the_default_one() -> None:
+    from daprlite._proto._pool import POOL
+
+    for file in our_files():
+        assert file.pool is POOL, file.name
+    # The default pool still answers with the SDK's descriptors, untouched.
+    sdk_message = SDK_POOL.FindMessageTypeByName("dapr.proto.runtime.v1.GetStateRequest")
+    assert sdk_message.file is sdk_state.DESCRIPTOR
+
+
+@pytest.mark.parametrize("message", our_messages(), ids=lambda m: m.full_name)
+def test_message_fields_match_the_sdk(message: Descriptor) -> None:
+    try:
+        sdk_message = SDK_POOL.FindMessageTypeByName(message.full_name)
+    except KeyError:
+        pytest.fail(f"the dapr SDK has no message named {message.full_name}")
+
+    ours = field_signatures(message)
+    theirs = field_signatures(sdk_message)
+    for name, signature in ours.items():
+        assert name in theirs, f"{message.full_name}.{name} does not exist in the SDK"
+        assert signature == theirs[name], f"{message.full_name}.{name} differs from the SDK"
+
+
+@pytest.mark.parametrize("enum", our_enums(), ids=lambda e: e.full_name)
+def test_enum_values_match_the_sdk(enum: EnumDescriptor) -> None:
+    sdk_enum = SDK_POOL.FindEnumTypeByName(enum.full_name)
+    ours = {value.name: value.number for value in enum.values}
+    theirs = {value.name: value.number for value in sdk_enum.values}
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("service", our_services(), ids=lambda s: s.full_name)
+def test_service_methods_match_the_sdk(service: ServiceDescriptor) -> None:
+    sdk_service = SDK_POOL.FindServiceByName(service.full_name)
+    sdk_methods = {method.name: method for method in sdk_service.methods}
+    for method in service.methods:
+        assert method.name in sdk_methods, f"{service.full_name}/{method.name} not in the SDK"
+        sdk_method = sdk_methods[method.name]
+        assert (
+            method.input_type.full_name,
+            method.output_type.full_name,
+            method.client_streaming,
+            method.server_streaming,
+        ) == (
+            sdk_method.input_type.full_name,
+            sdk_method.output_type.full_name,
+            sdk_method.client_streaming,
+            sdk_method.server_streaming,
+        ), f"{service.full_name}/{method.name} differs from the SDK"
+
+
+def test_dapr_service_declares_the_state_and_metadata_rpcs() -> None:
+    from daprlite._proto.dapr.proto.runtime.v1 import dapr_pb2
+
+    methods = {m.name for m in dapr_pb2.DESCRIPTOR.services_by_name["Dapr"].methods}
+    assert {
+        "GetState",
+        "GetBulkState",
+        "SaveState",
+        "QueryStateAlpha1",
+        "DeleteState",
+        "DeleteBulkState",
+        "ExecuteStateTransaction",
+        "GetMetadata",
+        "SetMetadata",
+        "Shutdown",
+    } <= methods
+
+
+def test_get_state_request_round_trips_between_ours_and_the_sdk() -> None:
+    from daprlite._proto.dapr.proto.common.v1 import common_pb2
+    from daprlite._proto.dapr.proto.runtime.v1 import state_pb2
+
+    ours = state_pb2.GetStateRequest(
+        store_name="statestore",
+        key="order-1",
+        consistency=common_pb2.StateOptions.CONSISTENCY_STRONG,
+        metadata={"partitionKey": "p1"},
+    )
+    theirs = sdk_state.GetStateRequest.FromString(ours.SerializeToString())
+    assert (theirs.store_name, theirs.key, theirs.consistency, dict(theirs.metadata)) == (
+        "statestore",
+        "order-1",
+        2,
+        {"partitionKey": "p1"},
+    )
+
+    theirs.key = "order-2"
+    back = state_pb2.GetStateRequest.FromString(theirs.SerializeToString())
+    assert back.key == "order-2"
+    assert back.store_name == "statestore"
+    assert back.consistency == common_pb2.StateOptions.CONSISTENCY_STRONG
+
+
+def test_optional_metadata_fields_keep_presence_across_the_wire() -> None:
+    from dapr.proto.runtime.v1 import metadata_pb2 as sdk_metadata
+
+    from daprlite._proto.dapr.proto.runtime.v1 import metadata_pb2
+
+    ours = metadata_pb2.GetMetadataResponse(id="app")
+    ours.workflows.SetInParent()
+    theirs = sdk_metadata.GetMetadataResponse.FromString(ours.SerializeToString())
+    # An empty-but-present `workflows` must stay distinguishable from an absent one.
+    assert theirs.HasField("workflows")
+    assert not theirs.HasField("scheduler")
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        ("daprlite._proto.dapr.proto.runtime.v1.dapr_pb2_grpc", "dapr.proto.runtime.v1.dapr_pb2"),
+        ("dapr.proto.runtime.v1.dapr_pb2", "daprlite._proto.dapr.proto.runtime.v1.dapr_pb2_grpc"),
+    ],
+    ids=["ours-first", "sdk-first"],
+)
+def test_ours_and_the_sdk_import_together_in_either_order(imports: tuple[str, str]) -> None:
+    # A fresh interpreter, because this process has long since imported both.
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::FutureWarning", "-c", code, *imports],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_generated_stubs_are_fresh() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gen_proto.py"), "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
