@@ -99,6 +99,13 @@ def mismatch_message(op: TransactionOperation) -> str:
     return f"etag mismatch for key {op.key!r}"
 
 
+def go_timeout(value: float, default: float) -> float | None:
+    """A timeout setting in go-redis' convention: negative = none, 0 = the default."""
+    if value < 0:
+        return None
+    return value or default
+
+
 def expire_metadata(expiry: int, absolute: bool, now: float) -> dict[str, str]:
     """``{"ttlExpireTime": ...}`` from PEXPIRETIME (absolute ms) or PTTL (relative ms).
 

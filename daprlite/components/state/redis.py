@@ -36,6 +36,7 @@ from daprlite.components.state._redis import (
     TLSConnection,
     encode_operations,
     expire_metadata,
+    go_timeout,
     mismatch_message,
     tls_context,
 )
@@ -87,28 +88,28 @@ class RedisSettings:
         "-1 disables retries (go-redis' convention). Timeouts are never retried.",
     )
     # RUF009 is silenced below: `setting` returns a dataclasses.field, which ruff cannot tell.
-    redisMinRetryInterval: Duration = setting(  # noqa: RUF009
+    redisMinRetryInterval: Duration = setting(
         Duration(0.008), doc="Backoff before the first retry; it doubles (with jitter)."
     )
-    redisMaxRetryInterval: Duration = setting(  # noqa: RUF009
+    redisMaxRetryInterval: Duration = setting(
         Duration(0.512), doc="Upper bound of the backoff between retries."
     )
-    dialTimeout: Duration = setting(  # noqa: RUF009
+    dialTimeout: Duration = setting(
         Duration(5.0), doc="Timeout to establish a connection; -1 = none, 0 = the default 5s."
     )
-    readTimeout: Duration = setting(  # noqa: RUF009
+    readTimeout: Duration = setting(
         Duration(3.0), doc="Timeout of a socket read; -1 = none, 0 = the default 3s."
     )
-    writeTimeout: Duration | None = setting(  # noqa: RUF009
+    writeTimeout: Duration | None = setting(
         None,
         doc="Timeout of a socket write; defaults to readTimeout. redis-py has one socket "
         "timeout, so the larger of the two applies to both.",
     )
     poolSize: int | None = setting(None, doc="Maximum connections; 10 per CPU by default.")
-    poolTimeout: Duration | None = setting(  # noqa: RUF009
+    poolTimeout: Duration | None = setting(
         None, doc="How long a call waits for a free pooled connection; readTimeout + 1s."
     )
-    idleTimeout: Duration = setting(  # noqa: RUF009
+    idleTimeout: Duration = setting(
         Duration(300.0),
         doc="A pooled connection idle for longer is checked with PING before reuse, so "
         "connections the server dropped are replaced; 0 or less disables the check.",
@@ -190,14 +191,14 @@ class RedisSettings:
 
     def socket_timeout(self) -> float | None:
         """The socket timeout for reads and writes; None = wait forever."""
-        read = _go_timeout(self.readTimeout, 3.0)
-        write = read if self.writeTimeout is None else _go_timeout(self.writeTimeout, 3.0)
+        read = go_timeout(self.readTimeout, 3.0)
+        write = read if self.writeTimeout is None else go_timeout(self.writeTimeout, 3.0)
         return None if read is None or write is None else max(read, write)
 
     def pool_timeout(self) -> float | None:
         if self.poolTimeout is not None:
-            return _go_timeout(self.poolTimeout, 4.0)
-        read = _go_timeout(self.readTimeout, 3.0)
+            return go_timeout(self.poolTimeout, 4.0)
+        read = go_timeout(self.readTimeout, 3.0)
         return None if read is None else read + 1.0
 
     def retry(self) -> Retry:
@@ -213,13 +214,6 @@ class RedisSettings:
             cap=self.redisMaxRetryInterval, base=self.redisMinRetryInterval
         )
         return Retry(backoff, retries, supported_errors=(RedisConnectionError,))
-
-
-def _go_timeout(value: float, default: float) -> float | None:
-    """go-redis' convention: negative = no timeout, 0 = the default."""
-    if value < 0:
-        return None
-    return value or default
 
 
 class RedisStateStore:
@@ -264,7 +258,7 @@ class RedisStateStore:
             db=settings.redisDB,
             username=settings.redisUsername or None,
             password=settings.redisPassword or None,
-            socket_connect_timeout=_go_timeout(settings.dialTimeout, 5.0),
+            socket_connect_timeout=go_timeout(settings.dialTimeout, 5.0),
             socket_timeout=settings.socket_timeout(),
             retry=settings.retry(),
             health_check_interval=idle if idle > 0 else 0,
@@ -281,8 +275,9 @@ class RedisStateStore:
                 f"state store {self._name!r}: cannot use Redis at {host}:{port} "
                 f"(db {settings.redisDB}): {exc}"
             ) from exc
-        version = str(info.get("redis_version", "7"))
-        self._has_expiretime = int(version.split(".")[0]) >= 7
+        version = str(info.get("redis_version", ""))
+        major = version.partition(".")[0]
+        self._has_expiretime = not major.isdigit() or int(major) >= 7
         self._write = client.register_script(WRITE_SCRIPT)
         self._client = client
         self.settings = settings

@@ -57,6 +57,15 @@ async def sut(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[S
         yield StoreUnderTest(store, ctype, f"conf-{run}")
     finally:
         await store.close()
+        if ctype == "state.redis":
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(f"redis://{REDIS_HOST}")
+            try:
+                async for k in client.scan_iter(match=f"conf-{run}*"):
+                    await client.delete(k)
+            finally:
+                await client.aclose()
         if ctype == "state.postgresql":
             import asyncpg
 

@@ -1,0 +1,118 @@
+"""Bad input gets a clear 4xx with an errorCode and a message naming the field.
+
+One sidecar on the in-memory store (input handling is the same for every
+store). None of these may produce a 5xx or a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import write_store
+from tests.integration.harness import SidecarProcess
+from tests.integration.http import Reply, call
+
+
+@pytest.fixture(scope="module")
+def sc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    root: Path = tmp_path_factory.mktemp("badinput")
+    resources = write_store(root / "resources", "state.in-memory", "x")
+    proc = SidecarProcess(
+        [resources], app_id="bad", home=root / "home", extra_args=["--max-body-size", "16Ki"]
+    )
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
+        assert "Traceback" not in proc.output
+
+
+def error(r: Reply, status: int, code: str, *mentions: str) -> None:
+    assert r.status == status, (r.status, r.body)
+    body = r.json()
+    assert body["errorCode"] == code, body
+    for m in mentions:
+        assert m in body["message"], body
+
+
+def test_malformed_json_is_400(sc: SidecarProcess) -> None:
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", data=b'[{"key": "a", ')
+    error(r, 400, "ERR_MALFORMED_REQUEST", "JSON")
+
+
+def test_body_that_is_not_an_array_is_400(sc: SidecarProcess) -> None:
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json={"key": "a"})
+    error(r, 400, "ERR_MALFORMED_REQUEST", "array")
+
+
+def test_missing_key_is_400_naming_key(sc: SidecarProcess) -> None:
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "ok"}, {"value": 1}])
+    error(r, 400, "ERR_MALFORMED_REQUEST", "[1]", '"key"')
+
+
+def test_unknown_store_is_400(sc: SidecarProcess) -> None:
+    error(call("GET", f"{sc.http}/v1.0/state/nosuch/k"), 400, "ERR_STATE_STORE_NOT_FOUND", "nosuch")
+    r = call("POST", f"{sc.http}/v1.0/state/nosuch", json=[{"key": "k", "value": 1}])
+    error(r, 400, "ERR_STATE_STORE_NOT_FOUND")
+
+
+def test_oversized_body_is_413(sc: SidecarProcess) -> None:
+    big = [{"key": "big", "value": "x" * (32 * 1024)}]
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json=big)
+    error(r, 413, "ERR_BODY_READ", "--max-body-size")
+    assert call("GET", f"{sc.http}/v1.0/state/statestore/big").status == 204
+
+
+def test_key_with_separator_is_400(sc: SidecarProcess) -> None:
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "a||b", "value": 1}])
+    error(r, 400, "ERR_MALFORMED_REQUEST", "||")
+
+
+def test_bad_ttl_is_400_naming_ttl(sc: SidecarProcess) -> None:
+    for ttl in ("soon", "-5"):
+        item = {"key": "t", "value": 1, "metadata": {"ttlInSeconds": ttl}}
+        r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[item])
+        error(r, 400, "ERR_MALFORMED_REQUEST", "ttlInSeconds")
+
+
+def test_bad_concurrency_is_400(sc: SidecarProcess) -> None:
+    item = {"key": "c", "value": 1, "options": {"concurrency": "whoever-wins"}}
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[item])
+    error(r, 400, "ERR_MALFORMED_REQUEST", "concurrency")
+    r = call("DELETE", f"{sc.http}/v1.0/state/statestore/c?consistency=maybe")
+    error(r, 400, "ERR_MALFORMED_REQUEST", "consistency")
+
+
+def test_wrong_types_are_400(sc: SidecarProcess) -> None:
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": 5, "value": 1}])
+    error(r, 400, "ERR_MALFORMED_REQUEST", "key")
+    r = call(
+        "POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "m", "metadata": {"a": 1}}]
+    )
+    error(r, 400, "ERR_MALFORMED_REQUEST", "metadata")
+    r = call("POST", f"{sc.http}/v1.0/state/statestore/bulk", json={"keys": "a"})
+    error(r, 400, "ERR_MALFORMED_REQUEST", "keys")
+    r = call("POST", f"{sc.http}/v1.0/state/statestore/transaction", json={"operations": [1]})
+    error(r, 400, "ERR_MALFORMED_REQUEST", "operations[0]")
+
+
+def test_path_tricks_are_plain_keys(sc: SidecarProcess) -> None:
+    # An escaped slash or dot-dot in a key is just part of the key, never a path.
+    assert call(
+        "POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "../x/y", "value": 7}]
+    ).status == 204
+    assert call("GET", f"{sc.http}/v1.0/state/statestore/..%2Fx%2Fy").json() == 7
+    assert call("GET", f"{sc.http}/v1.0/state/statestore/x%2Fy").status == 204
+
+
+def test_unknown_path_falls_back_to_invocation_error(sc: SidecarProcess) -> None:
+    error(call("GET", f"{sc.http}/v1.0/nothing-here"), 404, "ERR_DIRECT_INVOKE")
+    error(call("PATCH", f"{sc.http}/v1.0/state/statestore"), 404, "ERR_DIRECT_INVOKE")
+
+
+def test_api_not_built_yet_is_501(sc: SidecarProcess) -> None:
+    r = call("POST", f"{sc.http}/v1.0/publish/pubsub/orders", json={"a": 1})
+    error(r, 501, "ERR_API_UNIMPLEMENTED")
