@@ -89,9 +89,7 @@ def test_bad_concurrency_is_400(sc: SidecarProcess) -> None:
 def test_wrong_types_are_400(sc: SidecarProcess) -> None:
     r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": 5, "value": 1}])
     error(r, 400, "ERR_MALFORMED_REQUEST", "key")
-    r = call(
-        "POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "m", "metadata": {"a": 1}}]
-    )
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "m", "metadata": {"a": 1}}])
     error(r, 400, "ERR_MALFORMED_REQUEST", "metadata")
     r = call("POST", f"{sc.http}/v1.0/state/statestore/bulk", json={"keys": "a"})
     error(r, 400, "ERR_MALFORMED_REQUEST", "keys")
@@ -101,9 +99,12 @@ def test_wrong_types_are_400(sc: SidecarProcess) -> None:
 
 def test_path_tricks_are_plain_keys(sc: SidecarProcess) -> None:
     # An escaped slash or dot-dot in a key is just part of the key, never a path.
-    assert call(
-        "POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "../x/y", "value": 7}]
-    ).status == 204
+    assert (
+        call(
+            "POST", f"{sc.http}/v1.0/state/statestore", json=[{"key": "../x/y", "value": 7}]
+        ).status
+        == 204
+    )
     assert call("GET", f"{sc.http}/v1.0/state/statestore/..%2Fx%2Fy").json() == 7
     assert call("GET", f"{sc.http}/v1.0/state/statestore/x%2Fy").status == 204
 

@@ -22,7 +22,9 @@ def save(sc: SidecarProcess, items: list[dict[str, object]], query: str = "") ->
     return call("POST", state_url(sc) + query, json=items).status
 
 
-def test_save_then_get_returns_json_value_with_etag(store_sidecar: SidecarProcess, key: str) -> None:
+def test_save_then_get_returns_json_value_with_etag(
+    store_sidecar: SidecarProcess, key: str
+) -> None:
     assert save(store_sidecar, [{"key": key, "value": {"name": "Ada", "n": [1, 2]}}]) == 204
     r = call("GET", f"{state_url(store_sidecar)}/{key}")
     assert r.status == 200
@@ -31,7 +33,9 @@ def test_save_then_get_returns_json_value_with_etag(store_sidecar: SidecarProces
     assert r.headers["ETag"]
 
 
-def test_string_value_is_stored_as_its_json_encoding(store_sidecar: SidecarProcess, key: str) -> None:
+def test_string_value_is_stored_as_its_json_encoding(
+    store_sidecar: SidecarProcess, key: str
+) -> None:
     save(store_sidecar, [{"key": key, "value": "hello"}])
     assert call("GET", f"{state_url(store_sidecar)}/{key}").body == b'"hello"'
 
@@ -91,7 +95,9 @@ def test_delete_honours_if_match(store_sidecar: SidecarProcess, key: str) -> Non
     assert call("GET", f"{state_url(store_sidecar)}/{key}").status == 204
 
 
-def test_bulk_get_returns_raw_json_and_missing_keys(store_sidecar: SidecarProcess, key: str) -> None:
+def test_bulk_get_returns_raw_json_and_missing_keys(
+    store_sidecar: SidecarProcess, key: str
+) -> None:
     save(store_sidecar, [{"key": f"{key}-a", "value": {"x": 1}}, {"key": f"{key}-b", "value": "s"}])
     r = call(
         "POST",
