@@ -312,7 +312,7 @@ def _reject_duplicates(res: Resources) -> None:
             if item.name in seen:
                 raise ResourceError(
                     item.source,
-                    f"{type(item).__name__} {item.name!r}",
+                    f"{getattr(item, 'kind', 'Component')} {item.name!r}",
                     "metadata.name",
                     f"duplicate name; already defined in {seen[item.name]}",
                 )
