@@ -99,7 +99,7 @@ class Sidecar:
         log.info("HTTP API on port %d, gRPC API on port %d", http_port, grpc_port)
         if opts.app_port:
             self._app_wait = asyncio.create_task(self._wait_for_app(opts.app_port))
-            self._stack.push_callback(self._app_wait.cancel)
+            self._stack.callback(self._app_wait.cancel)
         else:
             self._mark_ready()
 

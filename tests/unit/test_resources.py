@@ -41,7 +41,7 @@ def component(name: str, ctype: str, extra: str = "") -> str:
         """
 
 
-async def load(folder: Path, app_id: str = "app", registry: Registry | None = None):  # noqa: ANN201
+async def load(folder: Path, app_id: str = "app", registry: Registry | None = None):
     res = ResourceLoader(app_id).load([folder])
     store = ComponentStore()
     stack = AsyncExitStack()
