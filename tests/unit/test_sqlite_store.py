@@ -20,7 +20,7 @@ import pytest
 
 from daprlite.components.errors import ComponentError, ETagMismatchError, MetadataError
 from daprlite.components.metadata import ComponentMetadata
-from daprlite.components.state.api import GetRequest, QueryRequest, SetRequest
+from daprlite.components.state.api import Concurrency, GetRequest, QueryRequest, SetRequest
 from daprlite.components.state.inmemory import InMemoryStateStore
 from daprlite.components.state.query import parse_query
 from daprlite.components.state.sqlite import SQLiteStateStore
@@ -320,8 +320,6 @@ async def test_cleanup_deletes_expired_rows_from_the_file(tmp_path: Path) -> Non
 
 
 async def test_first_write_may_reuse_an_expired_key(store: SQLiteStateStore) -> None:
-    from daprlite.components.state.api import Concurrency
-
     await store.set(SetRequest("k", b"old", ttl_seconds=1))
     await asyncio.sleep(1.2)
     await store.set(SetRequest("k", b"new", concurrency=Concurrency.FIRST_WRITE))
