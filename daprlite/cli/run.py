@@ -10,11 +10,12 @@ them keeps working. Exit code: the app's.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
 from daprlite.config.options import Options, daprlite_home
@@ -136,9 +137,23 @@ async def run_with_app(options: Options, command: Sequence[str]) -> int:
     return 128 - code if code < 0 else code
 
 
-def run_async(coro: object) -> int:
+async def _watch_slow_callbacks(coro: Coroutine[object, object, int]) -> int:
+    """With DAPRLITE_SLOW_CALLBACK_MS set, log every callback that holds the loop that long.
+
+    A diagnostic for operators and for the test that guards design decision D2.
+    """
+    limit = os.environ.get("DAPRLITE_SLOW_CALLBACK_MS")
+    if limit:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = float(limit) / 1000
+        logging.getLogger("asyncio").addHandler(logging.StreamHandler(sys.stderr))
+    return await coro
+
+
+def run_async(coro: Coroutine[object, object, int]) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    return uvloop.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(_watch_slow_callbacks(coro))
+    return uvloop.run(_watch_slow_callbacks(coro))
