@@ -14,6 +14,7 @@ from aiohttp import web
 from daprlite import errors
 
 JSON = "application/json"
+MAX_BODY_KEY = web.AppKey("max_body_size", int)
 
 
 def error_response(exc: errors.APIError) -> web.Response:
@@ -34,7 +35,7 @@ async def read_body(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise errors.BODY_TOO_LARGE(
-            f"request body is larger than the limit of {request.app['max_body_size']} bytes "
+            f"request body is larger than the limit of {request.app[MAX_BODY_KEY]} bytes "
             "(--max-body-size)"
         ) from exc
     except (ConnectionError, OSError) as exc:

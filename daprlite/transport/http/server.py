@@ -20,7 +20,7 @@ from aiohttp import web
 from daprlite import errors
 from daprlite.transport.http import metadata as metadata_routes
 from daprlite.transport.http import state as state_routes
-from daprlite.transport.http.common import error_response
+from daprlite.transport.http.common import MAX_BODY_KEY, error_response
 
 log = logging.getLogger("daprlite.http")
 api_log = logging.getLogger("daprlite.http.api")
@@ -111,7 +111,7 @@ def build_app(
     if api_logging:
         middlewares.append(api_logging_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
-    app["max_body_size"] = max_body_size
+    app[MAX_BODY_KEY] = max_body_size
     app[state_routes.API_KEY] = state_api
     app[metadata_routes.METADATA_KEY] = metadata_api
     app[metadata_routes.HEALTH_KEY] = health
