@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +42,27 @@ def _properties(ctype: str, tmp_path: Path, run: str) -> dict[str, str]:
 
 
 STORE_TYPES = ["state.in-memory", "state.sqlite", "state.redis", "state.postgresql"]
+# Stores that claim QUERY_API; test_claimed_features_match_implemented_protocols and
+# test_query_support_matches_the_queryable_list keep this list honest.
+QUERYABLE_TYPES = ["state.in-memory", "state.sqlite", "state.postgresql"]
 
 
 @pytest.fixture(params=STORE_TYPES)
 async def sut(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreUnderTest]:
-    ctype: str = request.param
+    async with _store(request.param, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture(params=QUERYABLE_TYPES)
+async def query_sut(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreUnderTest]:
+    async with _store(request.param, tmp_path) as s:
+        yield s
+
+
+@asynccontextmanager
+async def _store(ctype: str, tmp_path: Path) -> AsyncIterator[StoreUnderTest]:
     run = uuid.uuid4().hex[:10]
     cls = Registry().resolve(ctype)
     store = cls()

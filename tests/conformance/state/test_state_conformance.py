@@ -27,7 +27,7 @@ from daprlite.components.state.api import (
     TransactionalStateStore,
 )
 from daprlite.components.state.query import parse_query
-from tests.conformance.state.conftest import StoreUnderTest
+from tests.conformance.state.conftest import QUERYABLE_TYPES, StoreUnderTest
 
 
 async def _get(sut: StoreUnderTest, name: str):
@@ -54,6 +54,11 @@ def test_claimed_features_match_implemented_protocols(sut: StoreUnderTest) -> No
     feats = _features(sut)
     assert (Feature.TRANSACTIONAL in feats) == isinstance(sut.store, TransactionalStateStore)
     assert (Feature.QUERY_API in feats) == isinstance(sut.store, QueryableStateStore)
+    assert isinstance(sut.store, BulkStateStore)
+
+
+def test_query_support_matches_the_queryable_list(sut: StoreUnderTest) -> None:
+    assert (Feature.QUERY_API in _features(sut)) == (sut.type in QUERYABLE_TYPES)
 
 
 # -- get / set / delete ------------------------------------------------------------
@@ -191,8 +196,6 @@ async def test_delete_with_stale_etag_keeps_value(sut: StoreUnderTest) -> None:
 
 
 async def test_bulk_get_returns_items_in_key_order_with_missing_ones(sut: StoreUnderTest) -> None:
-    if not isinstance(sut.store, BulkStateStore):
-        pytest.skip(f"{sut.type} has no native bulk get; the block fans out instead")
     await _set(sut, "a", b"1")
     await _set(sut, "c", b"3")
     keys = [sut.key(n) for n in ("c", "b", "a")]
@@ -284,9 +287,8 @@ async def _seed_orders(sut: StoreUnderTest) -> None:
     await _set(sut, "not-json", b"\x00\x01")
 
 
-async def test_query_filters_sorts_and_pages(sut: StoreUnderTest) -> None:
-    if Feature.QUERY_API not in _features(sut):
-        pytest.skip(f"{sut.type} does not claim QUERY_API")
+async def test_query_filters_sorts_and_pages(query_sut: StoreUnderTest) -> None:
+    sut = query_sut
     await _seed_orders(sut)
     query = parse_query(
         {
@@ -327,9 +329,8 @@ def query_filter_doc() -> dict[str, object]:
     }
 
 
-async def test_query_only_sees_keys_under_prefix(sut: StoreUnderTest) -> None:
-    if Feature.QUERY_API not in _features(sut):
-        pytest.skip(f"{sut.type} does not claim QUERY_API")
+async def test_query_only_sees_keys_under_prefix(query_sut: StoreUnderTest) -> None:
+    sut = query_sut
     await _set(sut, "mine", b'{"v": 1}')
     await sut.store.set(SetRequest(f"{sut.prefix}-other||theirs", b'{"v": 1}'))
     res = await sut.store.query(
@@ -338,9 +339,8 @@ async def test_query_only_sees_keys_under_prefix(sut: StoreUnderTest) -> None:
     assert [r.key for r in res.results] == [sut.key("mine")]
 
 
-async def test_query_neq_and_lt_with_ascending_sort(sut: StoreUnderTest) -> None:
-    if Feature.QUERY_API not in _features(sut):
-        pytest.skip(f"{sut.type} does not claim QUERY_API")
+async def test_query_neq_and_lt_with_ascending_sort(query_sut: StoreUnderTest) -> None:
+    sut = query_sut
     await _seed_orders(sut)
     q = parse_query(
         {
