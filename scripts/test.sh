@@ -14,5 +14,7 @@ echo "== generated code is fresh"
 echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check --quiet .
+echo "== types"
+.venv/bin/mypy daprlite
 echo "== tests"
 exec .venv/bin/python -m pytest "$@"

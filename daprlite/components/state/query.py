@@ -187,4 +187,8 @@ def _rank(v: object) -> tuple[int, object]:
 def apply_sort(docs: list[T], keys: Sequence[SortKey], value_of: Callable[[T], object]) -> None:
     """Sort ``docs`` in place by ``keys``; ``value_of`` gives each entry's JSON document."""
     for k in reversed(keys):  # stable sorts, least significant key first
-        docs.sort(key=lambda d, k=k: _rank(lookup(value_of(d), k.path)), reverse=k.descending)
+
+        def rank(doc: T, path: tuple[str, ...] = k.path) -> tuple[int, object]:
+            return _rank(lookup(value_of(doc), path))
+
+        docs.sort(key=rank, reverse=k.descending)

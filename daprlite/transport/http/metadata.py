@@ -20,7 +20,7 @@ log = logging.getLogger("daprlite.http")
 
 HEALTH_KEY = web.AppKey("health", Health)
 METADATA_KEY = web.AppKey("metadata_api", MetadataAPI)
-SHUTDOWN_KEY = web.AppKey("request_shutdown", Callable[[], None])
+SHUTDOWN_KEY: web.AppKey[Callable[[], None]] = web.AppKey("request_shutdown")
 
 
 async def healthz(request: web.Request) -> web.Response:
