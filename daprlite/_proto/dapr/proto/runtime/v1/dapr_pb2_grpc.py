@@ -5,7 +5,9 @@
 import grpc
 import warnings
 
+from daprlite._proto.dapr.proto.runtime.v1 import binding_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2
 from daprlite._proto.dapr.proto.runtime.v1 import metadata_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_metadata__pb2
+from daprlite._proto.dapr.proto.runtime.v1 import secret_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2
 from daprlite._proto.dapr.proto.runtime.v1 import state_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
@@ -74,6 +76,21 @@ class DaprStub:
                 request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2.ExecuteStateTransactionRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.InvokeBinding = channel.unary_unary(
+                '/dapr.proto.runtime.v1.Dapr/InvokeBinding',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2.InvokeBindingRequest.SerializeToString,
+                response_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2.InvokeBindingResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/dapr.proto.runtime.v1.Dapr/GetSecret',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetSecretRequest.SerializeToString,
+                response_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetSecretResponse.FromString,
+                _registered_method=True)
+        self.GetBulkSecret = channel.unary_unary(
+                '/dapr.proto.runtime.v1.Dapr/GetBulkSecret',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetBulkSecretRequest.SerializeToString,
+                response_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetBulkSecretResponse.FromString,
+                _registered_method=True)
         self.GetMetadata = channel.unary_unary(
                 '/dapr.proto.runtime.v1.Dapr/GetMetadata',
                 request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_metadata__pb2.GetMetadataRequest.SerializeToString,
@@ -138,6 +155,26 @@ class DaprServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvokeBinding(self, request, context):
+        """Output bindings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBulkSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMetadata(self, request, context):
         """Metadata and lifecycle.
         """
@@ -194,6 +231,21 @@ def add_DaprServicer_to_server(servicer, server):
                     servicer.ExecuteStateTransaction,
                     request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2.ExecuteStateTransactionRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'InvokeBinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvokeBinding,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2.InvokeBindingRequest.FromString,
+                    response_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2.InvokeBindingResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetSecretRequest.FromString,
+                    response_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetSecretResponse.SerializeToString,
+            ),
+            'GetBulkSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBulkSecret,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetBulkSecretRequest.FromString,
+                    response_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetBulkSecretResponse.SerializeToString,
             ),
             'GetMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMetadata,
@@ -401,6 +453,87 @@ class Dapr:
             '/dapr.proto.runtime.v1.Dapr/ExecuteStateTransaction',
             dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2.ExecuteStateTransactionRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvokeBinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/InvokeBinding',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2.InvokeBindingRequest.SerializeToString,
+            dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2.InvokeBindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/GetSecret',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetSecretRequest.SerializeToString,
+            dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBulkSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/GetBulkSecret',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetBulkSecretRequest.SerializeToString,
+            dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2.GetBulkSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,
