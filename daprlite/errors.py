@@ -130,3 +130,19 @@ METADATA_GET = E("ERR_METADATA_GET", 500, Code.INTERNAL)
 # Statuses that certain codes take in particular situations.
 ETAG_MISMATCH_STATUS = (409, Code.ABORTED)
 ETAG_INVALID_STATUS = (400, Code.INVALID_ARGUMENT)
+
+# --- bindings ----------------------------------------------------------------------
+# Dapr answers 500 for every output-binding error; a missing binding, a missing or
+# unsupported operation and bad request metadata are the caller's mistakes, so
+# daprlite answers those 400 (D7) with the same code.
+INVOKE_OUTPUT_BINDING = E(
+    "ERR_INVOKE_OUTPUT_BINDING", 500, Code.INTERNAL, "ERR_INVOKE_OUTPUT_BINDING"
+)
+INVOKE_OUTPUT_BINDING_BAD_REQUEST = INVOKE_OUTPUT_BINDING.with_status(400, Code.INVALID_ARGUMENT)
+
+# --- secrets -----------------------------------------------------------------------
+SECRET_STORES_NOT_CONFIGURED = E("ERR_SECRET_STORES_NOT_CONFIGURED", 500, Code.FAILED_PRECONDITION)
+# 401 is what Dapr's runtime answers for an unknown secret store (its docs say 400).
+SECRET_STORE_NOT_FOUND = E("ERR_SECRET_STORE_NOT_FOUND", 401, Code.INVALID_ARGUMENT)
+SECRET_PERMISSION_DENIED = E("ERR_PERMISSION_DENIED", 403, Code.PERMISSION_DENIED)
+SECRET_GET = E("ERR_SECRET_GET", 500, Code.INTERNAL)

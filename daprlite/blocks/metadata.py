@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from daprlite import DAPR_RUNTIME_VERSION, __version__
+from daprlite.components.bindings.api import Capability, InputBinding, OutputBinding
 from daprlite.components.state.api import Feature
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
@@ -43,7 +44,14 @@ class MetadataSnapshot:
 
 
 def capabilities_of(component: LiveComponent) -> tuple[str, ...]:
-    """Dapr's capability strings for a live component (state: features, plus ACTOR)."""
+    """Dapr's capability strings: a store's features (+ACTOR), a binding's directions."""
+    if component.category == "bindings":
+        caps = []
+        if isinstance(component.instance, InputBinding):
+            caps.append(Capability.INPUT_BINDING.value)
+        if isinstance(component.instance, OutputBinding):
+            caps.append(Capability.OUTPUT_BINDING.value)
+        return tuple(caps)
     features_fn = getattr(component.instance, "features", None)
     feats = sorted(str(f) for f in features_fn()) if callable(features_fn) else []
     if component.category == "state" and Feature.ETAG in feats and Feature.TRANSACTIONAL in feats:

@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from daprlite.blocks.bindings import BindingsAPI
 from daprlite.blocks.metadata import AppConnection, Health, MetadataAPI
+from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
+from daprlite.channel.grpc import GRPCAppChannel
+from daprlite.channel.http import HTTPAppChannel
 from daprlite.components.registry import Registry
+from daprlite.config.configuration import Configuration, build_configuration
 from daprlite.config.options import Options
 from daprlite.config.resources import ResourceLoader
+from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
 from daprlite.transport.grpc.server import DaprServicer, build_server
@@ -60,6 +67,9 @@ class Sidecar:
         self.components = ComponentStore()
         self.health = Health()
         self.state = StateAPI(self.components, options.app_id, options.namespace)
+        self.bindings = BindingsAPI(self.components)
+        self.secrets = SecretsAPI(self.components, Configuration())
+        self.app_channel: AppChannel | None = None
         app_conn = None
         if options.app_port:
             app_conn = AppConnection(
@@ -89,6 +99,7 @@ class Sidecar:
         opts = self.options
         loader = ResourceLoader(opts.app_id, opts.namespace)
         resources = loader.load(opts.resources_paths, opts.config_files)
+        self.secrets.configuration = build_configuration(resources.configurations)
         self.metadata.resiliencies = tuple(r.name for r in resources.resiliencies)
         processor = ComponentProcessor(self.registry, self.components, opts.app_id, opts.namespace)
         await processor.load_all(resources.components, self._stack)
@@ -98,15 +109,38 @@ class Sidecar:
         self.health.outbound_ready = True
         log.info("HTTP API on port %d, gRPC API on port %d", http_port, grpc_port)
         if opts.app_port:
+            await self._open_app_channel(opts.app_port)
             self._app_wait = asyncio.create_task(self._wait_for_app(opts.app_port))
             self._stack.callback(self._app_wait.cancel)
         else:
             self._mark_ready()
 
+    async def _open_app_channel(self, port: int) -> None:
+        opts = self.options
+        token = os.environ.get("APP_API_TOKEN") or None
+        channel: AppChannel
+        if opts.app_protocol in ("grpc", "grpcs"):
+            channel = GRPCAppChannel(
+                opts.app_channel_address, port, opts.app_max_concurrency, token
+            )
+        else:
+            channel = HTTPAppChannel(
+                opts.app_channel_address,
+                port,
+                opts.app_protocol,
+                opts.app_max_concurrency,
+                token,
+            )
+        await channel.start()
+        self._stack.push_async_callback(channel.close)
+        self.app_channel = channel
+
     async def _start_http(self) -> int:
         opts = self.options
         app = build_app(
             state_api=self.state,
+            bindings_api=self.bindings,
+            secrets_api=self.secrets,
             metadata_api=self.metadata,
             health=self.health,
             request_shutdown=self.request_shutdown,
@@ -128,7 +162,9 @@ class Sidecar:
 
     async def _start_grpc(self) -> int:
         opts = self.options
-        servicer = DaprServicer(self.state, self.metadata, self.request_shutdown)
+        servicer = DaprServicer(
+            self.state, self.bindings, self.secrets, self.metadata, self.request_shutdown
+        )
         server = build_server(servicer, opts.max_body_size)
         port = opts.grpc_port
         for host in opts.listen_addresses:
@@ -157,6 +193,7 @@ class Sidecar:
             writer.close()
             break
         log.info("app is listening on port %d", port)
+        await start_input_bindings(self.components, self.app_channel)
         self._mark_ready()
 
     def _mark_ready(self) -> None:

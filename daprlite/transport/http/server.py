@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from daprlite import errors
+from daprlite.transport.http import bindings as bindings_routes
 from daprlite.transport.http import metadata as metadata_routes
+from daprlite.transport.http import secrets as secrets_routes
 from daprlite.transport.http import state as state_routes
 from daprlite.transport.http.common import MAX_BODY_KEY, error_response
 
@@ -32,8 +34,6 @@ _UNIMPLEMENTED_PREFIXES = (
     "/v1.0/invoke/",
     "/v1.0/publish/",
     "/v1.0-alpha1/publish/",
-    "/v1.0/bindings/",
-    "/v1.0/secrets/",
     "/v1.0/actors/",
     "/v1.0/configuration/",
     "/v1.0-alpha1/configuration/",
@@ -101,6 +101,8 @@ async def api_logging_middleware(request: web.Request, handler: Handler) -> web.
 def build_app(
     *,
     state_api: state_routes.StateAPI,
+    bindings_api: bindings_routes.BindingsAPI,
+    secrets_api: secrets_routes.SecretsAPI,
     metadata_api: metadata_routes.MetadataAPI,
     health: metadata_routes.Health,
     request_shutdown: Callable[[], None],
@@ -113,9 +115,13 @@ def build_app(
     app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
     app[MAX_BODY_KEY] = max_body_size
     app[state_routes.API_KEY] = state_api
+    app[bindings_routes.API_KEY] = bindings_api
+    app[secrets_routes.API_KEY] = secrets_api
     app[metadata_routes.METADATA_KEY] = metadata_api
     app[metadata_routes.HEALTH_KEY] = health
     app[metadata_routes.SHUTDOWN_KEY] = request_shutdown
     app.add_routes(metadata_routes.routes())
     app.add_routes(state_routes.routes())
+    app.add_routes(bindings_routes.routes())
+    app.add_routes(secrets_routes.routes())
     return app

@@ -1,0 +1,81 @@
+"""The HTTP app channel: how the sidecar calls its own app over HTTP.
+
+One pooled aiohttp session per sidecar. ``--app-max-concurrency`` bounds the
+calls in flight; with ``APP_API_TOKEN`` set, every call carries it as
+``dapr-api-token``. ``https`` apps are reached over TLS without certificate
+verification (the app is local and usually self-signed, as in Dapr);
+``h2c`` apps are spoken to over HTTP/1.1, which every h2c server also accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+
+@dataclass(frozen=True, slots=True)
+class AppResponse:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class HTTPAppChannel:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        protocol: str = "http",
+        max_concurrency: int = -1,
+        app_token: str | None = None,
+    ) -> None:
+        scheme = "https" if protocol == "https" else "http"
+        self.base_url = f"{scheme}://{host}:{port}"
+        self._gate = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+        self._token = app_token
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        # ssl=False: https apps are local and usually self-signed (no verification).
+        connector = aiohttp.TCPConnector(limit=0, ssl=False)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> AppResponse:
+        """One call to the app; raises aiohttp.ClientError / TimeoutError when it fails."""
+        if self._session is None:
+            raise ConnectionError("the app channel is closed")
+        out = dict(headers or {})
+        if self._token:
+            out["dapr-api-token"] = self._token
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        gate = self._gate or contextlib.nullcontext()
+        async with (
+            gate,
+            self._session.request(
+                method,
+                url,
+                data=body or None,
+                headers=out,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp,
+        ):
+            return AppResponse(resp.status, resp.headers, await resp.read())

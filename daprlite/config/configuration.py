@@ -1,0 +1,92 @@
+"""The parts of a Dapr ``Configuration`` resource that the sidecar acts on.
+
+Loaded from ``--config`` files (and Configuration documents in resources
+paths). Later issues add tracing, access control and API lists here; today it
+carries secret scopes (``spec.secrets.scopes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from daprlite.config.resources import Resource, ResourceError
+
+
+@dataclass(frozen=True, slots=True)
+class SecretScope:
+    """Which secrets of one store this app may read (Dapr's evaluation order)."""
+
+    store: str
+    default_access: str = "allow"
+    allowed: frozenset[str] = frozenset()
+    denied: frozenset[str] = frozenset()
+
+    def allows(self, key: str) -> bool:
+        if self.allowed:
+            return key in self.allowed
+        if key in self.denied:
+            return False
+        return self.default_access == "allow"
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    secret_scopes: Mapping[str, SecretScope] = field(default_factory=dict)
+
+    def secret_allowed(self, store: str, key: str) -> bool:
+        scope = self.secret_scopes.get(store)
+        return scope is None or scope.allows(key)
+
+
+def _str_list(value: object, res: Resource, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ResourceError(
+            res.source, f"Configuration {res.name!r}", where, "expected a list of names"
+        )
+    return frozenset(value)
+
+
+def _secret_scopes(res: Resource) -> dict[str, SecretScope]:
+    secrets = res.spec.get("secrets") or {}
+    if not isinstance(secrets, Mapping):
+        raise ResourceError(
+            res.source, f"Configuration {res.name!r}", "spec.secrets", "expected a mapping"
+        )
+    raw = secrets.get("scopes") or []
+    if not isinstance(raw, list):
+        raise ResourceError(
+            res.source, f"Configuration {res.name!r}", "spec.secrets.scopes", "expected a list"
+        )
+    out: dict[str, SecretScope] = {}
+    for i, entry in enumerate(raw):
+        where = f"spec.secrets.scopes[{i}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("storeName"), str):
+            raise ResourceError(
+                res.source, f"Configuration {res.name!r}", f"{where}.storeName", "is required"
+            )
+        access = str(entry.get("defaultAccess") or "allow").lower()
+        if access not in ("allow", "deny"):
+            raise ResourceError(
+                res.source,
+                f"Configuration {res.name!r}",
+                f"{where}.defaultAccess",
+                f"must be 'allow' or 'deny', got {entry.get('defaultAccess')!r}",
+            )
+        out[entry["storeName"]] = SecretScope(
+            store=entry["storeName"],
+            default_access=access,
+            allowed=_str_list(entry.get("allowedSecrets"), res, f"{where}.allowedSecrets"),
+            denied=_str_list(entry.get("deniedSecrets"), res, f"{where}.deniedSecrets"),
+        )
+    return out
+
+
+def build_configuration(resources: Iterable[Resource]) -> Configuration:
+    """Merge Configuration documents in load order (later ones win per store)."""
+    scopes: dict[str, SecretScope] = {}
+    for res in resources:
+        scopes.update(_secret_scopes(res))
+    return Configuration(secret_scopes=scopes)

@@ -1,0 +1,122 @@
+"""Start-up step 8 for input bindings: find which ones the app handles, then start them.
+
+HTTP apps are probed with ``OPTIONS /{route}`` (2xx or 405 = handled) unless the
+binding's ``direction`` names ``input``; gRPC apps are asked once through
+``ListInputBindings``. Each handled binding's :meth:`InputBinding.read` gets a
+handler that delivers the event to the app and raises
+:class:`DeliveryError` when the app fails, so the component retries or leaves
+the event unacknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+import aiohttp
+import grpc
+
+from daprlite.blocks.bindings import directions
+from daprlite.channel.grpc import GRPCAppChannel
+from daprlite.channel.http import HTTPAppChannel
+from daprlite.components.bindings.api import BindingEvent, DeliveryError, Handler, InputBinding
+from daprlite.runtime.registry import ComponentStore, LiveComponent
+
+log = logging.getLogger("daprlite.bindings")
+
+AppChannel = HTTPAppChannel | GRPCAppChannel
+# Header values must be a single line of visible characters.
+_HEADER_SAFE = re.compile(r"^[\x20-\x7e\t]*$")
+
+
+def _headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    out = {"Content-Type": "application/json"}
+    for k, v in metadata.items():
+        if k and _HEADER_SAFE.match(k) and _HEADER_SAFE.match(v) and ":" not in k:
+            out[k] = v
+    return out
+
+
+def _http_handler(channel: HTTPAppChannel, name: str, route: str) -> Handler:
+    async def deliver(event: BindingEvent) -> bytes | None:
+        try:
+            res = await channel.request("POST", route, event.data, _headers(event.metadata))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DeliveryError(f"binding {name}: app unreachable: {exc}") from exc
+        if not 200 <= res.status < 300:
+            raise DeliveryError(f"binding {name}: app answered {res.status} on /{route}")
+        return res.body
+
+    return deliver
+
+
+def _grpc_handler(channel: GRPCAppChannel, name: str) -> Handler:
+    async def deliver(event: BindingEvent) -> bytes | None:
+        try:
+            await channel.on_binding_event(name, event.data, event.metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise DeliveryError(
+                f"binding {name}: app answered {exc.code().name}: {exc.details()}"
+            ) from exc
+        except ConnectionError as exc:
+            raise DeliveryError(f"binding {name}: {exc}") from exc
+        return None
+
+    return deliver
+
+
+async def _http_app_handles(channel: HTTPAppChannel, comp: LiveComponent, route: str) -> bool:
+    if "input" in directions(comp):
+        return True
+    try:
+        res = await channel.request("OPTIONS", route, timeout=3)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        log.warning("input binding %s: probing the app failed: %s", comp.name, exc)
+        return False
+    return 200 <= res.status < 300 or res.status == 405
+
+
+async def start_input_bindings(components: ComponentStore, channel: AppChannel | None) -> list[str]:
+    """Start every input binding the app handles; returns their names."""
+    inputs = [
+        c
+        for c in components.of_category("bindings")
+        if isinstance(c.instance, InputBinding) and (not directions(c) or "input" in directions(c))
+    ]
+    if not inputs:
+        return []
+    if channel is None:
+        log.info(
+            "no app port: input bindings %s deliver nowhere and stay stopped",
+            ", ".join(c.name for c in inputs),
+        )
+        return []
+    grpc_names: set[str] = set()
+    if isinstance(channel, GRPCAppChannel):
+        try:
+            grpc_names = set(await channel.list_input_bindings())
+        except grpc.aio.AioRpcError as exc:
+            log.warning("ListInputBindings failed, no input bindings started: %s", exc.details())
+            return []
+    started: list[str] = []
+    for comp in inputs:
+        if isinstance(channel, HTTPAppChannel):
+            route = comp.property("route") or comp.name
+            if not await _http_app_handles(channel, comp, route):
+                log.info(
+                    "input binding %s: the app has no route /%s; not started", comp.name, route
+                )
+                continue
+            handler = _http_handler(channel, comp.name, route)
+        else:
+            if comp.name not in grpc_names:
+                log.info("input binding %s: the app does not list it; not started", comp.name)
+                continue
+            handler = _grpc_handler(channel, comp.name)
+        binding = comp.instance
+        assert isinstance(binding, InputBinding)
+        await binding.read(handler)
+        started.append(comp.name)
+        log.info("input binding %s started", comp.name)
+    return started
