@@ -30,6 +30,29 @@ spec:
 """
 
 
+SECRETSTORE = """\
+# Written by `daprlite init`: secrets from this process's environment variables.
+# Only variables starting with the prefix are visible (prefix stripped), and
+# DAPR_* / APP_API_TOKEN never are. Use it in other components with
+#   secretKeyRef: {name: <NAME>, key: <NAME>}   and   auth: {secretStore: envsecrets}
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: envsecrets
+spec:
+  type: secretstores.local.env
+  version: v1
+  metadata:
+    - name: prefix
+      value: "DAPRLITE_SECRET_"
+"""
+
+DEFAULTS = {
+    "statestore.yaml": ("state.sqlite", STATESTORE),
+    "secretstore.yaml": ("secretstores.local.env", SECRETSTORE),
+}
+
+
 def init(home: Path | None = None) -> list[str]:
     """Create the default folder layout; returns the lines to print."""
     root = home or daprlite_home()
@@ -39,11 +62,12 @@ def init(home: Path | None = None) -> list[str]:
     data.mkdir(parents=True, exist_ok=True)
     (root / "run").mkdir(parents=True, exist_ok=True)
     lines = []
-    target = components / "statestore.yaml"
-    if target.exists():
-        lines.append(f"ℹ️  {target} already exists; left unchanged")
-    else:
-        target.write_text(STATESTORE.format(db=data / "state.db"), encoding="utf-8")
-        lines.append(f"✅  Wrote {target} (state.sqlite)")
+    for filename, (ctype, template) in DEFAULTS.items():
+        target = components / filename
+        if target.exists():
+            lines.append(f"ℹ️  {target} already exists; left unchanged")
+            continue
+        target.write_text(template.replace("{db}", str(data / "state.db")), encoding="utf-8")
+        lines.append(f"✅  Wrote {target} ({ctype})")
     lines.append(f"✅  Success! daprlite is up and running. Components are in {components}")
     return lines

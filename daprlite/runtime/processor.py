@@ -38,6 +38,14 @@ class ComponentLoadError(Exception):
         self.field = field
 
 
+def _env_ref(name: str) -> str:
+    """An ``envRef`` value; the sidecar's own tokens and DAPR_* settings are never handed out."""
+    upper = name.upper()
+    if upper == "APP_API_TOKEN" or upper.startswith("DAPR_") or " " in name:
+        return ""
+    return os.environ.get(name, "")
+
+
 def _placeholders(value: str, app_id: str, namespace: str) -> str:
     if "{" not in value:
         return value
@@ -101,7 +109,7 @@ class ComponentProcessor:
             values = await secret_store.get_secret(ref.name, {})
         except ComponentError as exc:
             raise ComponentLoadError(
-                comp, field, f"secret {ref.name!r} not found in store {live.name!r}: {exc}"
+                comp, field, f"cannot read secret {ref.name!r} from store {live.name!r}: {exc}"
             ) from exc
         if ref.key not in values:
             raise ComponentLoadError(
@@ -115,7 +123,7 @@ class ComponentProcessor:
             if item.secret_key_ref is not None:
                 props[item.name] = await self._secret(comp, item, i)
             elif item.env_ref is not None:
-                props[item.name] = os.environ.get(item.env_ref, "")
+                props[item.name] = _env_ref(item.env_ref)
             else:
                 props[item.name] = _placeholders(item.value or "", self._app_id, self._namespace)
         return props

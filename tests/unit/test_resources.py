@@ -236,3 +236,22 @@ def test_third_party_component_registers_through_entry_point(
     assert Registry().resolve("state.thirdparty") is _SlowStore
     assert "state.thirdparty" in Registry().known_types()
     assert sys.path[0] == str(tmp_path)
+
+
+async def test_env_ref_never_hands_out_sidecar_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAPR_API_TOKEN", "sidecar-token")
+    monkeypatch.setenv("APP_API_TOKEN", "app-token")
+    extra = """\
+  metadata:
+          - name: a
+            envRef: DAPR_API_TOKEN
+          - name: b
+            envRef: APP_API_TOKEN
+"""
+    write(tmp_path, "m.yaml", component("mem", "state.in-memory", extra))
+    store, stack = await load(tmp_path)
+    mem = store.get("state", "mem")
+    assert mem is not None and mem.property("a") == "" and mem.property("b") == ""
+    await stack.aclose()
