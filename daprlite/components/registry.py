@@ -44,6 +44,35 @@ BUILTIN: dict[tuple[str, str], Registration] = {
     ("state.postgres", "v1"): Registration(
         f"{_S}.postgresql:PostgreSQLStateStore", "asyncpg", "postgresql"
     ),
+    ("bindings.http", "v1"): Registration("daprlite.components.bindings.http:HTTPBinding"),
+    ("bindings.localstorage", "v1"): Registration(
+        "daprlite.components.bindings.localstorage:LocalStorageBinding"
+    ),
+    ("bindings.mqtt3", "v1"): Registration(
+        "daprlite.components.bindings.mqtt3:MQTTBinding", "aiomqtt", "mqtt"
+    ),
+    ("bindings.mqtt", "v1"): Registration(
+        "daprlite.components.bindings.mqtt3:MQTTBinding", "aiomqtt", "mqtt"
+    ),
+    ("bindings.rabbitmq", "v1"): Registration(
+        "daprlite.components.bindings.rabbitmq:RabbitMQBinding", "aio_pika", "rabbitmq"
+    ),
+    ("bindings.redis", "v1"): Registration(
+        "daprlite.components.bindings.redis:RedisBinding", "redis", "redis"
+    ),
+    ("bindings.postgresql", "v1"): Registration(
+        "daprlite.components.bindings.postgresql:PostgreSQLBinding", "asyncpg", "postgresql"
+    ),
+    ("bindings.postgres", "v1"): Registration(
+        "daprlite.components.bindings.postgresql:PostgreSQLBinding", "asyncpg", "postgresql"
+    ),
+    ("bindings.cron", "v1"): Registration("daprlite.components.bindings.cron:CronBinding"),
+    ("secretstores.local.file", "v1"): Registration(
+        "daprlite.components.secretstores.localfile:LocalFileSecretStore"
+    ),
+    ("secretstores.local.env", "v1"): Registration(
+        "daprlite.components.secretstores.localenv:LocalEnvSecretStore"
+    ),
 }
 
 
