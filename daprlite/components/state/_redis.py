@@ -1,25 +1,21 @@
-"""Redis plumbing behind ``state.redis``: the Lua write script, etags, TTL and TLS.
+"""Redis plumbing behind ``state.redis``: the Lua write script, etags and TTL.
 
 ``components/state/redis.py`` holds the settings and the store; this private
 module holds what the store sends to Redis. Every write (a save, a delete or a
 whole transaction) is one call of :data:`WRITE_SCRIPT`, which Redis runs
 atomically: it checks every operation's etag / first-write condition first and
-only then applies all of them, so a failed check writes nothing.
+only then applies all of them, so a failed check writes nothing. Connecting
+(settings, pool, TLS) is shared with the other Redis components, in
+:mod:`daprlite.components._redis_common`.
 """
 
 from __future__ import annotations
 
 import re
-import ssl
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-from redis.asyncio.connection import Connection
-
-from daprlite.components.errors import ETagInvalidError, MetadataError
+from daprlite.components.errors import ETagInvalidError
 from daprlite.components.state.api import Concurrency, SetRequest, TransactionOperation
 
 # Each operation takes KEYS[i] and five ARGV slots: kind ("set"/"del"),
@@ -99,13 +95,6 @@ def mismatch_message(op: TransactionOperation) -> str:
     return f"etag mismatch for key {op.key!r}"
 
 
-def go_timeout(value: float, default: float) -> float | None:
-    """A timeout setting in go-redis' convention: negative = none, 0 = the default."""
-    if value < 0:
-        return None
-    return value or default
-
-
 def expire_metadata(expiry: int, absolute: bool, now: float) -> dict[str, str]:
     """``{"ttlExpireTime": ...}`` from PEXPIRETIME (absolute ms) or PTTL (relative ms).
 
@@ -117,55 +106,3 @@ def expire_metadata(expiry: int, absolute: bool, now: float) -> dict[str, str]:
     at_ms = expiry if absolute else now * 1000 + expiry
     when = datetime.fromtimestamp(at_ms / 1000, UTC)
     return {"ttlExpireTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-
-@contextmanager
-def _pem_file(field: str, value: str) -> Iterator[str]:
-    """A path holding ``value``: PEM text is written to a private temporary file."""
-    if not value.lstrip().startswith("-----BEGIN"):
-        yield value  # already a path to a PEM file
-        return
-    with tempfile.TemporaryDirectory(prefix="daprlite-redis-") as tmp:  # mode 0700
-        path = Path(tmp) / field
-        path.write_text(value)
-        yield str(path)
-
-
-def tls_context(*, skip_verify: bool, client_cert: str, client_key: str) -> ssl.SSLContext:
-    """The one SSL context every pooled connection shares. Blocking: run it in a thread.
-
-    ``client_cert`` / ``client_key`` are PEM text, as in Dapr, or paths to PEM
-    files. The context keeps the loaded key, so PEM text never stays on disk.
-    """
-    ctx = ssl.create_default_context()
-    if skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if client_cert:
-        try:
-            with (
-                _pem_file("clientCert", client_cert) as cert,
-                _pem_file("clientKey", client_key) as key,
-            ):
-                ctx.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            # The message names the failure, never the PEM text itself.
-            raise MetadataError(
-                "clientCert", f"cannot load the client certificate and key: {exc}"
-            ) from exc
-    return ctx
-
-
-class TLSConnection(Connection):
-    """A TCP connection wrapped in a shared, pre-built SSL context.
-
-    redis-py's own SSLConnection builds a fresh context, loading the system CA
-    store and the key files, on every connect; this one reuses ours.
-    """
-
-    def __init__(self, *, tls: ssl.SSLContext, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._tls = tls
-
-    def _connection_arguments(self) -> Mapping[str, object]:
-        return {**super()._connection_arguments(), "ssl": self._tls}
