@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from dapr.clients import DaprClient
-from dapr.clients.exceptions import DaprGrpcError
 from dapr.conf import settings
 
 from daprlite.testing import component_yaml
@@ -149,11 +149,14 @@ def test_sdk_invoke_binding_over_grpc(
         assert got.data == b"cached-value"
         client.invoke_binding("cache", "delete", "", {"key": key})
         assert client.invoke_binding("cache", "get", "", {"key": key}).data == b""
-        with pytest.raises(DaprGrpcError) as err:
+        # The SDK surfaces binding errors as plain grpc.RpcError.
+        with pytest.raises(grpc.RpcError) as err:
             client.invoke_binding("cache", "get", "", {})
-        assert "key" in str(err.value)
-        with pytest.raises(DaprGrpcError):
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "'key'" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
             client.invoke_binding("nosuch", "create", "x")
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_metadata_reports_binding_directions(outputs: SidecarProcess) -> None:
