@@ -8,6 +8,8 @@ app built with the SDK's ``dapr.ext.grpc``; a failing app sees the event again.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -243,3 +245,34 @@ def test_http_app_without_the_route_gets_no_events(tmp_path: Path) -> None:
         assert records(record) == []
     finally:
         sc.stop()
+
+
+def test_http_output_binding_calls_a_real_server(tmp_path: Path) -> None:
+    record = tmp_path / "calls.jsonl"
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(APPS / "binding_http_app.py")],
+        env={**os.environ, "APP_PORT": str(port), "RECORD_FILE": str(record), "ROUTES": "orders"},
+    )
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "api.yaml").write_text(
+        component_yaml("api", "bindings.http", {"url": f"http://127.0.0.1:{port}"})
+    )
+    sc = SidecarProcess([res], "httpout", tmp_path / "home")
+    try:
+        sc.wait_ready()
+        body = {
+            "operation": "post",
+            "data": {"id": 7},
+            "metadata": {"path": "/orders", "X-Team": "a"},
+        }
+        wait_for(lambda: binding(sc, "api", body).status == 200, 15, "the HTTP server to answer")
+        got = records(record)[-1]
+        assert json.loads(got["body"]) == {"id": 7} and got["headers"]["x-team"] == "a"
+        r = binding(sc, "api", {**body, "metadata": {"path": "/missing"}})
+        assert r.status == 500 and "404" in r.json()["message"]
+    finally:
+        sc.stop()
+        server.terminate()
+        server.wait(10)

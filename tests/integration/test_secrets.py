@@ -200,3 +200,26 @@ def test_missing_secret_stops_startup_naming_component_field_and_key(
         assert "Traceback" not in sc.output
     finally:
         sc.stop()
+
+
+def test_env_secret_store_through_the_sidecar(tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "env.yaml").write_text(
+        component_yaml("envsecrets", "secretstores.local.env", {"prefix": "ITEST_SECRET_"})
+    )
+    sc = SidecarProcess(
+        [res],
+        "envsecrets",
+        tmp_path / "home",
+        env={"ITEST_SECRET_API_KEY": "k-123"},
+    )
+    try:
+        sc.wait_ready()
+        r = call("GET", f"{sc.http}/v1.0/secrets/envsecrets/API_KEY")
+        assert r.status == 200 and r.json() == {"API_KEY": "k-123"}
+        assert call("GET", f"{sc.http}/v1.0/secrets/envsecrets/bulk").json() == {
+            "API_KEY": {"API_KEY": "k-123"}
+        }
+    finally:
+        sc.stop()
