@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,10 +169,11 @@ def test_metadata_reports_binding_directions(outputs: SidecarProcess) -> None:
     assert comps["files"]["capabilities"] == ["OUTPUT_BINDING"]
 
 
-def _cron_resources(root: Path, name: str) -> Path:
+def _cron_resources(root: Path, name: str, **extra: str) -> Path:
     res = root / "res"
     res.mkdir(parents=True)
-    (res / "cron.yaml").write_text(component_yaml(name, "bindings.cron", {"schedule": "@every 1s"}))
+    meta = {"schedule": "@every 1s", **extra}
+    (res / "cron.yaml").write_text(component_yaml(name, "bindings.cron", meta))
     return res
 
 
@@ -276,3 +278,49 @@ def test_http_output_binding_calls_a_real_server(tmp_path: Path) -> None:
         sc.stop()
         server.terminate()
         server.wait(10)
+
+
+def test_direction_input_skips_the_probe_and_route_metadata_is_honoured(tmp_path: Path) -> None:
+    record = tmp_path / "events.jsonl"
+    port = free_port()
+    res = _cron_resources(tmp_path, "tick", direction="input", route="/jobs")
+    sc = SidecarProcess(
+        [res],
+        "direction",
+        tmp_path / "home",
+        extra_args=["--app-port", str(port)],
+        command=[sys.executable, str(APPS / "binding_http_app.py")],
+        env={
+            "APP_PORT": str(port),
+            "RECORD_FILE": str(record),
+            "ROUTES": "jobs",
+            "NO_OPTIONS": "1",
+        },
+    )
+    try:
+        sc.wait_ready()
+        wait_for(lambda: len(records(record)) >= 1, 15, "a cron event on /jobs")
+        assert records(record)[0]["route"] == "jobs"
+    finally:
+        sc.stop()
+
+
+def test_direction_output_never_reads(tmp_path: Path) -> None:
+    record = tmp_path / "events.jsonl"
+    port = free_port()
+    res = _cron_resources(tmp_path, "tick", direction="output")
+    sc = SidecarProcess(
+        [res],
+        "outonly",
+        tmp_path / "home",
+        extra_args=["--app-port", str(port)],
+        command=[sys.executable, str(APPS / "binding_http_app.py")],
+        env={"APP_PORT": str(port), "RECORD_FILE": str(record), "ROUTES": "tick"},
+    )
+    try:
+        sc.wait_ready()
+        wait_for(lambda: call("GET", f"{sc.http}/v1.0/healthz").status == 204, 15, "ready")
+        time.sleep(2.5)
+        assert records(record) == []
+    finally:
+        sc.stop()

@@ -15,6 +15,8 @@ from aiohttp import web
 
 ROUTES = {r for r in os.environ.get("ROUTES", "").split(",") if r}
 FAIL_FIRST = int(os.environ.get("FAIL_FIRST", "0"))
+# With NO_OPTIONS=1 the app answers every OPTIONS probe 404 (as frameworks may).
+NO_OPTIONS = os.environ.get("NO_OPTIONS") == "1"
 seen: Counter[str] = Counter()
 
 
@@ -37,7 +39,8 @@ async def event(request: web.Request) -> web.Response:
 
 
 async def options(request: web.Request) -> web.Response:
-    return web.Response(status=200 if request.match_info["route"] in ROUTES else 404)
+    handled = request.match_info["route"] in ROUTES and not NO_OPTIONS
+    return web.Response(status=200 if handled else 404)
 
 
 app = web.Application()
