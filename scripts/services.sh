@@ -3,7 +3,8 @@
 # on their standard localhost ports. Installs missing ones from Debian's
 # packages and starts stopped ones. Safe to run repeatedly.
 #
-# Usage: scripts/services.sh [redis] [postgresql] ...   (default: all we use)
+# Usage: scripts/services.sh [redis] [postgresql] [mosquitto] [rabbitmq]
+#        (default: all we use)
 set -euo pipefail
 
 wanted=("$@")
@@ -61,10 +62,34 @@ start_postgresql() {
   fi
 }
 
+start_mosquitto() {
+  # By path: /usr/sbin is often missing from a normal user's PATH.
+  need_pkg /usr/sbin/mosquitto mosquitto
+  port_open 1883 && return 0
+  echo "services: starting mosquitto"
+  # Debian's config drops to user mosquitto and keeps its pid, log and
+  # persistence under these directories; /run may have been emptied by a reboot.
+  as_root install -d -o mosquitto -g mosquitto /run/mosquitto /var/log/mosquitto \
+    /var/lib/mosquitto
+  as_root /usr/sbin/mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  wait_port mosquitto 1883 10
+}
+
+start_rabbitmq() {
+  need_pkg /usr/sbin/rabbitmq-server rabbitmq-server
+  port_open 5672 && return 0
+  echo "services: starting rabbitmq (this takes several seconds)"
+  # The tests log in as guest/guest, which RabbitMQ allows from localhost only.
+  as_root /usr/sbin/rabbitmq-server -detached
+  wait_port rabbitmq 5672 60
+}
+
 for s in "${wanted[@]}"; do
   case "$s" in
     redis) start_redis ;;
     postgresql) start_postgresql ;;
+    mosquitto) start_mosquitto ;;
+    rabbitmq) start_rabbitmq ;;
     *) echo "services: unknown service $s" >&2; exit 2 ;;
   esac
 done

@@ -11,3 +11,5 @@ import os
 
 REDIS_HOST = os.environ.get("DAPRLITE_TEST_REDIS", "127.0.0.1:6379")
 POSTGRES_DSN = os.environ.get("DAPRLITE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+MQTT_URL = os.environ.get("DAPRLITE_TEST_MQTT", "tcp://127.0.0.1:1883")
+RABBITMQ_URL = os.environ.get("DAPRLITE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
