@@ -8,7 +8,7 @@
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis postgresql)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis postgresql mosquitto rabbitmq)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -21,6 +21,7 @@ from daprlite.blocks.bindings import directions
 from daprlite.channel.grpc import GRPCAppChannel
 from daprlite.channel.http import HTTPAppChannel
 from daprlite.components.bindings.api import BindingEvent, DeliveryError, Handler, InputBinding
+from daprlite.components.errors import ComponentError
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
 log = logging.getLogger("daprlite.bindings")
@@ -116,7 +117,13 @@ async def start_input_bindings(components: ComponentStore, channel: AppChannel |
             handler = _grpc_handler(channel, comp.name)
         binding = comp.instance
         assert isinstance(binding, InputBinding)
-        await binding.read(handler)
+        try:
+            await binding.read(handler)
+        except ComponentError as exc:
+            # Its source keeps the events (nothing is consumed), so the sidecar stays
+            # up for its other blocks; the log says which binding is not reading.
+            log.error("input binding %s could not start reading: %s", comp.name, exc)
+            continue
         started.append(comp.name)
         log.info("input binding %s started", comp.name)
     return started
