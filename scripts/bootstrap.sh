@@ -21,7 +21,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.daprlite-installed-$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  echo "bootstrap: installing daprlite[$extras] into .venv (log: .venv/install.log)"
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+         .venv/bin/python -m pip install -e ".[$extras]"; } >.venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2
+    echo "bootstrap: pip install failed; the full log is .venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

@@ -72,6 +72,8 @@ async def run_sidecar_only(options: Options) -> int:
 def app_environment(options: Options, sidecar: Sidecar) -> dict[str, str]:
     assert sidecar.ports is not None
     env = dict(os.environ)
+    if env.pop("DAPRLITE_GRPC_FORK_SUPPORT_SET", None):
+        env.pop("GRPC_ENABLE_FORK_SUPPORT", None)  # ours, not the app's (see daprlite.cli)
     env.update(
         APP_ID=options.app_id,
         DAPR_HTTP_PORT=str(sidecar.ports.http),
