@@ -1,10 +1,15 @@
-"""Connection strings for the PostgreSQL state store: libpq syntax to asyncpg arguments.
+"""Connecting to PostgreSQL, shared by ``state.postgresql`` and ``bindings.postgresql``.
 
-``state.postgresql`` is configured, as in Dapr, with a libpq connection string:
-either ``key=value`` pairs (``host=db user=app password='s p'``) or a
-``postgres://`` URL. asyncpg takes neither form as such for everything we need,
-so :func:`connect_options` parses both into one :class:`ConnectOptions`, which
-the store turns into ``asyncpg.create_pool`` arguments at init.
+Dapr gives both components the same connection metadata (``connectionString``,
+``timeout``, ``maxConns``, ``connectionMaxIdleTime``, ``queryExecMode``).
+:class:`PostgreSQLConnectionSettings` decodes and checks those names once; a
+component's own settings dataclass subclasses it and adds its own fields.
+
+The connection string is, as in Dapr, a libpq one: either ``key=value`` pairs
+(``host=db user=app password='s p'``) or a ``postgres://`` URL. asyncpg takes
+neither form as such for everything we need, so :func:`connect_options` parses
+both into one :class:`ConnectOptions`, and :func:`open_pool` turns those and
+the settings into an asyncpg pool.
 
 The connection string carries the password: nothing here ever puts an option's
 *value* into an error message, only option names from fixed tables.
@@ -12,13 +17,18 @@ The connection string carries the password: nothing here ever puts an option's
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 import re
 import ssl
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from daprlite.components.errors import MetadataError
-from daprlite.components.metadata import parse_duration
+import asyncpg
+
+from daprlite.components.errors import ComponentError, MetadataError
+from daprlite.components.metadata import Duration, parse_duration, setting
 
 _FIELD = "connectionString"
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -48,10 +58,61 @@ _IGNORED = frozenset(
 )
 # Options that would weaken security if silently ignored: refuse them.
 _REFUSED = frozenset({"channel_binding", "gssencmode", "require_auth", "requirepeer"})
+_EXEC_MODES = ("cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol")
+# What asyncpg raises when the server, the connection or the network fails.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 def _error(problem: str) -> MetadataError:
     return MetadataError(_FIELD, problem)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PostgreSQLConnectionSettings:
+    """Dapr's PostgreSQL connection metadata (case-insensitive names), common to both components.
+
+    Subclasses must be declared with ``repr=False`` to keep the redacting
+    ``__repr__``, and one that adds a ``__post_init__`` must call
+    ``PostgreSQLConnectionSettings.__post_init__(self)`` explicitly:
+    zero-argument ``super()`` does not work in slotted dataclasses before Python 3.14.
+    """
+
+    connectionString: str = setting(
+        required=True,
+        doc="libpq connection string, key=value pairs or a postgres:// URL. Holds the password.",
+    )
+    timeout: Duration = setting(
+        Duration(20),
+        aliases=("timeoutInSeconds",),
+        doc="Time limit of each operation, including waiting for a pooled connection.",
+    )
+    maxConns: int | None = setting(
+        None, doc="Pool size; default: pool_max_conns of the connection string, else max(4, CPUs)."
+    )
+    connectionMaxIdleTime: Duration | None = setting(
+        None, doc="Close pooled connections idle this long; default: the driver's 5 minutes."
+    )
+    queryExecMode: str = setting(
+        "",
+        doc="pgx's statement mode; 'exec' and 'simple_protocol' turn statement caching off "
+        "(for PgBouncer in transaction mode).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise MetadataError("timeout", f"must be positive, got {self.timeout:g}s")
+        if self.maxConns is not None and self.maxConns < 1:
+            raise MetadataError("maxConns", f"must be at least 1, got {self.maxConns}")
+        if self.queryExecMode and self.queryExecMode not in _EXEC_MODES:
+            raise MetadataError("queryExecMode", f"expected one of {', '.join(_EXEC_MODES)}")
+
+    def __repr__(self) -> str:  # the connection string may hold a password
+        shown = ", ".join(
+            f"{f.name}=<redacted>" if f.name == "connectionString" else f"{f.name}={v!r}"
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        )
+        return f"{type(self).__name__}({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,3 +381,61 @@ def ssl_context(options: ConnectOptions) -> ssl.SSLContext:
         if not options.sslrootcert and options.sslmode != "verify-ca":
             ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def parse_connection(
+    settings: PostgreSQLConnectionSettings, *, what: str, log: logging.Logger
+) -> ConnectOptions:
+    """The options of ``settings.connectionString``; logs those asyncpg cannot apply.
+
+    ``what`` names the component in log lines (``state store 'orders'``).
+    """
+    options = connect_options(settings.connectionString)
+    for key in options.ignored:
+        log.warning("%s: connection option %r is not supported by asyncpg; ignored", what, key)
+    return options
+
+
+async def open_pool(
+    settings: PostgreSQLConnectionSettings, options: ConnectOptions, *, what: str
+) -> asyncpg.Pool:
+    """An asyncpg pool for ``options``, sized and tuned by ``settings``, within its timeout.
+
+    Raises ComponentError naming ``what`` and the address (never the password).
+    """
+    kwargs = options.connect_kwargs()
+    if options.needs_ssl_context():
+        kwargs["ssl"] = await asyncio.to_thread(ssl_context, options)
+    elif options.sslmode:
+        kwargs["ssl"] = options.sslmode
+    if settings.queryExecMode in ("exec", "simple_protocol"):
+        kwargs["statement_cache_size"] = 0
+    max_size = settings.maxConns or options.pool_max_conns or max(4, os.cpu_count() or 1)
+    idle = settings.connectionMaxIdleTime or options.pool_max_conn_idle_time
+    if idle is not None:
+        kwargs["max_inactive_connection_lifetime"] = idle
+    min_conns = options.pool_min_conns
+    try:
+        async with asyncio.timeout(settings.timeout):
+            return await asyncpg.create_pool(
+                min_size=min(1 if min_conns is None else min_conns, max_size),
+                max_size=max_size,
+                **kwargs,
+            )
+    except TimeoutError as exc:
+        raise ComponentError(
+            f"{what}: connecting to {options.describe()} timed out after {settings.timeout:g}s"
+        ) from exc
+    except DRIVER_ERRORS as exc:
+        raise ComponentError(
+            f"{what}: cannot connect to {options.describe()}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close ``pool``, letting running calls finish, but not for more than 5 seconds."""
+    try:
+        async with asyncio.timeout(5):
+            await pool.close()
+    except TimeoutError:
+        pool.terminate()

@@ -6,13 +6,13 @@ import re
 
 import pytest
 
-from daprlite.components.errors import MetadataError
-from daprlite.components.metadata import decode
-from daprlite.components.state._postgresql_connect import (
+from daprlite.components._postgresql_common import (
     connect_options,
     parse_conninfo,
     ssl_context,
 )
+from daprlite.components.errors import MetadataError
+from daprlite.components.metadata import decode
 from daprlite.components.state._postgresql_sql import escape_like, quote_table, select_query
 from daprlite.components.state.postgresql import PostgreSQLSettings
 from daprlite.components.state.query import parse_query

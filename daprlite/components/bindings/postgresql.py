@@ -6,25 +6,31 @@ and ``params`` a JSON array bound to ``$1..$n`` by the server: parameter values
 are never written into the SQL text, so they cannot inject SQL. ``exec``
 answers with the affected row count, ``query`` with the rows as JSON
 (:mod:`daprlite.components.bindings._postgresql_values`), and ``close`` closes
-the pool, which the next call opens again. The connection string is parsed as
-the state store's (:mod:`daprlite.components.state._postgresql_connect`).
+the pool, which the next call opens again. The connection settings and the
+pool are the state store's (:mod:`daprlite.components._postgresql_common`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import asyncpg
 from asyncpg.prepared_stmt import PreparedStatement
 
+from daprlite.components._postgresql_common import (
+    ConnectOptions,
+    PostgreSQLConnectionSettings,
+    close_pool,
+    open_pool,
+    parse_connection,
+)
 from daprlite.components.bindings._postgresql_values import (
     JSONValue,
     coerce_params,
@@ -40,25 +46,18 @@ from daprlite.components.bindings.api import (
     UnsupportedOperationError,
 )
 from daprlite.components.errors import ComponentError, MetadataError
-from daprlite.components.metadata import ComponentMetadata, Duration, decode, setting
-from daprlite.components.state._postgresql_connect import (
-    ConnectOptions,
-    connect_options,
-    ssl_context,
-)
+from daprlite.components.metadata import ComponentMetadata, decode
 
 _log = logging.getLogger("daprlite.component.bindings")
 T = TypeVar("T")
 
 _OPERATIONS = ("exec", "query", "close")
-_EXEC_MODES = ("cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol")
 # SQLSTATE classes that mean the server or the connection failed, not the caller's
 # SQL: connection (08), rollback (40, e.g. serialisation), resources (53), object
 # state / locks (55), operator intervention and cancel (57), system (58),
 # configuration (F0), foreign data (HV), internal (XX). Every other class is
 # the caller's statement being wrong: syntax, types, constraints...
 _SERVER_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58", "F0", "HV", "XX"})
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # asyncpg's message when it cannot encode a parameter value (e.g. out of range).
 _BAD_ARGUMENT = re.compile(r"invalid input for query argument (\$\d+): .*\(([^()]*)\)$", re.S)
 _INLINE_ROWS = 500  # larger results are JSON-encoded in a worker thread
@@ -74,46 +73,13 @@ class SQLError(ComponentError):
     client_error = True
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class PostgreSQLBindingSettings:
-    """``bindings.postgresql`` metadata; names as in Dapr, matched case-insensitively."""
+@dataclass(frozen=True, slots=True, repr=False)  # repr=False keeps the redacting __repr__
+class PostgreSQLBindingSettings(PostgreSQLConnectionSettings):
+    """``bindings.postgresql`` metadata; names as in Dapr, matched case-insensitively.
 
-    connectionString: str = setting(
-        required=True,
-        doc="libpq connection string, key=value pairs or a postgres:// URL. Holds the password.",
-    )
-    timeout: Duration = setting(
-        Duration(20),
-        aliases=("timeoutInSeconds",),
-        doc="Time limit of each operation, including waiting for a pooled connection.",
-    )
-    maxConns: int | None = setting(
-        None, doc="Pool size; default: pool_max_conns of the connection string, else max(4, CPUs)."
-    )
-    connectionMaxIdleTime: Duration | None = setting(
-        None, doc="Close pooled connections idle this long; default: the driver's 5 minutes."
-    )
-    queryExecMode: str = setting(
-        "",
-        doc="pgx's statement mode; 'exec' and 'simple_protocol' turn statement caching off "
-        "(for PgBouncer in transaction mode).",
-    )
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0:
-            raise MetadataError("timeout", f"must be positive, got {self.timeout:g}s")
-        if self.maxConns is not None and self.maxConns < 1:
-            raise MetadataError("maxConns", f"must be at least 1, got {self.maxConns}")
-        if self.queryExecMode and self.queryExecMode not in _EXEC_MODES:
-            raise MetadataError("queryExecMode", f"expected one of {', '.join(_EXEC_MODES)}")
-
-    def __repr__(self) -> str:  # the connection string may hold a password
-        shown = ", ".join(
-            f"{f.name}=<redacted>" if f.name == "connectionString" else f"{f.name}={v!r}"
-            for f in fields(self)
-            for v in [getattr(self, f.name)]
-        )
-        return f"PostgreSQLBindingSettings({shown})"
+    All of them are the connection fields shared with ``state.postgresql``, in
+    :class:`~daprlite.components._postgresql_common.PostgreSQLConnectionSettings`.
+    """
 
 
 class PostgreSQLBinding:
@@ -131,13 +97,7 @@ class PostgreSQLBinding:
     async def init(self, metadata: ComponentMetadata) -> None:
         self._name = metadata.name
         self.settings = decode(PostgreSQLBindingSettings, metadata.properties)
-        self._options = connect_options(self.settings.connectionString)
-        for key in self._options.ignored:
-            _log.warning(
-                "binding %r: connection option %r is not supported by asyncpg; ignored",
-                self._name,
-                key,
-            )
+        self._options = parse_connection(self.settings, what=self._what(), log=_log)
         self._closed = False
         await self._get_pool()  # connect now: a wrong address fails the start-up
         _log.info("binding %r: PostgreSQL %s", self._name, self._options.describe())
@@ -155,51 +115,17 @@ class PostgreSQLBinding:
             raise ComponentError(f"binding {self._name!r} is closed")
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await self._open_pool()
+                self._pool = await open_pool(self.settings, self._options, what=self._what())
             return self._pool
 
     async def _close_pool(self) -> None:
         async with self._pool_lock:
             pool, self._pool = self._pool, None
-            if pool is None:
-                return
-            try:  # let running calls finish, but not forever
-                async with asyncio.timeout(5):
-                    await pool.close()
-            except TimeoutError:
-                pool.terminate()
+            if pool is not None:
+                await close_pool(pool)  # lets running calls finish, but not forever
 
-    async def _open_pool(self) -> asyncpg.Pool:
-        s, options = self.settings, self._options
-        kwargs = options.connect_kwargs()
-        if options.needs_ssl_context():
-            kwargs["ssl"] = await asyncio.to_thread(ssl_context, options)
-        elif options.sslmode:
-            kwargs["ssl"] = options.sslmode
-        if s.queryExecMode in ("exec", "simple_protocol"):
-            kwargs["statement_cache_size"] = 0
-        max_size = s.maxConns or options.pool_max_conns or max(4, os.cpu_count() or 1)
-        idle = s.connectionMaxIdleTime or options.pool_max_conn_idle_time
-        if idle is not None:
-            kwargs["max_inactive_connection_lifetime"] = idle
-        min_conns = options.pool_min_conns
-        try:
-            async with asyncio.timeout(s.timeout):
-                return await asyncpg.create_pool(
-                    min_size=min(1 if min_conns is None else min_conns, max_size),
-                    max_size=max_size,
-                    **kwargs,
-                )
-        except TimeoutError as exc:
-            raise ComponentError(
-                f"binding {self._name!r}: connecting to {options.describe()} "
-                f"timed out after {s.timeout:g}s"
-            ) from exc
-        except _DRIVER_ERRORS as exc:
-            raise ComponentError(
-                f"binding {self._name!r}: cannot connect to {options.describe()}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    def _what(self) -> str:
+        return f"binding {self._name!r}"
 
     # -- operations ------------------------------------------------------------------
     async def invoke(self, req: InvokeRequest) -> InvokeResponse:

@@ -17,22 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
 
+from daprlite.components._postgresql_common import (
+    DRIVER_ERRORS,
+    PostgreSQLConnectionSettings,
+    close_pool,
+    open_pool,
+    parse_connection,
+)
 from daprlite.components.errors import ComponentError, ETagMismatchError, MetadataError
 from daprlite.components.metadata import ComponentMetadata, Duration, decode, setting
-from daprlite.components.state._postgresql_connect import (
-    ConnectOptions,
-    connect_options,
-    ssl_context,
-)
 from daprlite.components.state._postgresql_sql import (
     CLEANUP_BATCH,
     SCHEMA_VERSION,
@@ -60,49 +61,34 @@ from daprlite.components.state.etag import check_uuid_etag, new_etag
 log = logging.getLogger("daprlite.component.state")
 T = TypeVar("T")
 
-_EXEC_MODES = ("cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol")
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _DDL_RACES = (
     asyncpg.UniqueViolationError,
     asyncpg.DuplicateTableError,
     asyncpg.DuplicateObjectError,
 )
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _INLINE_JSON_BYTES = 64 * 1024  # larger values are JSON-decoded in a worker thread
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class PostgreSQLSettings:
-    """``state.postgresql`` v1 metadata; names as in Dapr, matched case-insensitively."""
+@dataclass(frozen=True, slots=True, repr=False)  # repr=False keeps the redacting __repr__
+class PostgreSQLSettings(PostgreSQLConnectionSettings):
+    """``state.postgresql`` v1 metadata; names as in Dapr, matched case-insensitively.
 
-    connectionString: str = setting(
-        required=True,
-        doc="libpq connection string, key=value pairs or a postgres:// URL. Holds the password.",
-    )
+    The connection fields (``connectionString``, ``timeout``, ``maxConns``, ...)
+    are shared with ``bindings.postgresql``, in
+    :class:`~daprlite.components._postgresql_common.PostgreSQLConnectionSettings`.
+    """
+
     tableName: str = setting(
         "state", doc="Table holding the state: 'table' or 'schema.table'; created if missing."
     )
     metadataTableName: str = setting(
         "dapr_metadata", doc="Table holding the schema version: 'table' or 'schema.table'."
     )
-    timeout: Duration = setting(
-        Duration(20), aliases=("timeoutInSeconds",), doc="Time limit of each operation."
-    )
     cleanupInterval: Duration = setting(
         Duration(3600),
         aliases=("cleanupIntervalInSeconds",),
         doc="How often expired rows are deleted; 0 or less disables the cleanup.",
-    )
-    maxConns: int | None = setting(
-        None, doc="Pool size; default: pool_max_conns of the connection string, else max(4, CPUs)."
-    )
-    connectionMaxIdleTime: Duration | None = setting(
-        None, doc="Close pooled connections idle this long; default: the driver's 5 minutes."
-    )
-    queryExecMode: str = setting(
-        "",
-        doc="pgx's statement mode; 'exec' and 'simple_protocol' turn statement caching off "
-        "(for PgBouncer in transaction mode).",
     )
 
     def __post_init__(self) -> None:
@@ -111,20 +97,7 @@ class PostgreSQLSettings:
                 quote_table(getattr(self, name))
             except ValueError as exc:
                 raise MetadataError(name, str(exc)) from None
-        if self.timeout <= 0:
-            raise MetadataError("timeout", f"must be positive, got {self.timeout:g}s")
-        if self.maxConns is not None and self.maxConns < 1:
-            raise MetadataError("maxConns", f"must be at least 1, got {self.maxConns}")
-        if self.queryExecMode and self.queryExecMode not in _EXEC_MODES:
-            raise MetadataError("queryExecMode", f"expected one of {', '.join(_EXEC_MODES)}")
-
-    def __repr__(self) -> str:  # the connection string may hold a password
-        shown = ", ".join(
-            f"{f.name}=<redacted>" if f.name == "connectionString" else f"{f.name}={v!r}"
-            for f in fields(self)
-            for v in [getattr(self, f.name)]
-        )
-        return f"PostgreSQLSettings({shown})"
+        PostgreSQLConnectionSettings.__post_init__(self)  # no zero-argument super() with slots
 
 
 class PostgreSQLStateStore:
@@ -142,16 +115,11 @@ class PostgreSQLStateStore:
         self._name = metadata.name
         self.settings = s = decode(PostgreSQLSettings, metadata.properties)
         self._sql = Statements.for_tables(s.tableName, s.metadataTableName)
-        options = connect_options(s.connectionString)
-        for key in options.ignored:
-            log.warning(
-                "state store %r: connection option %r is not supported by asyncpg; ignored",
-                self._name,
-                key,
-            )
+        what = f"state store {self._name!r}"
+        options = parse_connection(s, what=what, log=log)
         try:
-            self._pool = await self._open_pool(options)
-            self._stack.push_async_callback(self._close_pool, self._pool)
+            self._pool = await open_pool(s, options, what=what)
+            self._stack.push_async_callback(close_pool, self._pool)
             await self._migrate()
         except BaseException:
             await self._stack.aclose()
@@ -174,46 +142,6 @@ class PostgreSQLStateStore:
         """Stop the cleanup task, then close the pool."""
         await self._stack.aclose()
         self._pool = None
-
-    async def _open_pool(self, options: ConnectOptions) -> asyncpg.Pool:
-        s = self.settings
-        kwargs = options.connect_kwargs()
-        if options.needs_ssl_context():
-            kwargs["ssl"] = await asyncio.to_thread(ssl_context, options)
-        elif options.sslmode:
-            kwargs["ssl"] = options.sslmode
-        if s.queryExecMode in ("exec", "simple_protocol"):
-            kwargs["statement_cache_size"] = 0
-        max_size = s.maxConns or options.pool_max_conns or max(4, os.cpu_count() or 1)
-        idle = s.connectionMaxIdleTime or options.pool_max_conn_idle_time
-        min_conns = options.pool_min_conns
-        if idle is not None:
-            kwargs["max_inactive_connection_lifetime"] = idle
-        try:
-            async with asyncio.timeout(s.timeout):
-                return await asyncpg.create_pool(
-                    min_size=min(1 if min_conns is None else min_conns, max_size),
-                    max_size=max_size,
-                    **kwargs,
-                )
-        except TimeoutError as exc:
-            raise ComponentError(
-                f"state store {self._name!r}: connecting to {options.describe()} "
-                f"timed out after {s.timeout:g}s"
-            ) from exc
-        except _DRIVER_ERRORS as exc:
-            raise ComponentError(
-                f"state store {self._name!r}: cannot connect to {options.describe()}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-
-    @staticmethod
-    async def _close_pool(pool: asyncpg.Pool) -> None:
-        try:
-            async with asyncio.timeout(5):
-                await pool.close()
-        except TimeoutError:
-            pool.terminate()
 
     @staticmethod
     async def _stop_task(task: asyncio.Task[None]) -> None:
@@ -307,7 +235,7 @@ class PostgreSQLStateStore:
             raise ComponentError(
                 f"state store {self._name!r}: {what} timed out after {timeout:g}s"
             ) from exc
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise ComponentError(
                 f"state store {self._name!r}: {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
