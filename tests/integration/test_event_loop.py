@@ -3,13 +3,18 @@
 A real sidecar process runs with ``DAPRLITE_SLOW_CALLBACK_MS=50``, which puts
 its loop in debug mode and logs every callback that holds the loop longer
 than 50 ms. Any such line while state traffic runs fails the test.
+
+The measure is wall-clock time, so on a busy 2-core machine the operating
+system can pause the sidecar mid-callback and make one innocent callback look
+slow. A real blocking call repeats on every run; a scheduling hiccup does not.
+So a round with slow callbacks is run once more on a fresh sidecar, and the
+test fails only if that round shows them too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,23 +24,7 @@ from tests.integration.conftest import STORE_TYPES, drop_pg_table, write_store
 from tests.integration.harness import SidecarProcess
 
 
-@pytest.fixture(params=STORE_TYPES)
-def watched(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SidecarProcess]:
-    run = uuid.uuid4().hex[:10]
-    resources = write_store(tmp_path / "res", request.param, run)
-    sc = SidecarProcess(
-        [resources], "loop", tmp_path / "home", env={"DAPRLITE_SLOW_CALLBACK_MS": "50"}
-    )
-    try:
-        yield sc.wait_ready()
-    finally:
-        sc.stop()
-        if request.param == "state.postgresql":
-            drop_pg_table(f"it_{run}")
-
-
-async def test_state_traffic_never_blocks_the_loop_over_50ms(watched: SidecarProcess) -> None:
-    base = f"{watched.http}/v1.0/state/statestore"
+async def _traffic(base: str) -> None:
     async with aiohttp.ClientSession() as s:
         for i in range(100):
             item = [{"key": f"k{i}", "value": {"i": i, "pad": "x" * 2000}}]
@@ -50,6 +39,29 @@ async def test_state_traffic_never_blocks_the_loop_over_50ms(watched: SidecarPro
         for resp in responses:
             assert resp.status == 200
             resp.release()
-    watched.stop()
-    slow = [line for line in watched.lines if line.startswith("Executing") and "took" in line]
+
+
+async def _slow_callbacks(store_type: str, workdir: Path) -> list[str]:
+    run = uuid.uuid4().hex[:10]
+    resources = write_store(workdir / "res", store_type, run)
+    sc = SidecarProcess(
+        [resources], "loop", workdir / "home", env={"DAPRLITE_SLOW_CALLBACK_MS": "50"}
+    )
+    try:
+        sc.wait_ready()
+        await _traffic(f"{sc.http}/v1.0/state/statestore")
+    finally:
+        sc.stop()
+        if store_type == "state.postgresql":
+            await asyncio.to_thread(drop_pg_table, f"it_{run}")
+    return [line for line in sc.lines if line.startswith("Executing") and "took" in line]
+
+
+@pytest.mark.parametrize("store_type", STORE_TYPES)
+async def test_state_traffic_never_blocks_the_loop_over_50ms(
+    store_type: str, tmp_path: Path
+) -> None:
+    slow = await _slow_callbacks(store_type, tmp_path / "first")
+    if slow:
+        slow = await _slow_callbacks(store_type, tmp_path / "second")
     assert slow == []
