@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import write_store
 from tests.integration.harness import SidecarProcess
 from tests.integration.http import call
@@ -211,3 +213,41 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         self.s.close()
+
+
+def test_log_as_json_and_api_logging(tmp_path: Path) -> None:
+    import json
+
+    res = write_store(tmp_path / "res", "state.in-memory", "x")
+    sc = SidecarProcess(
+        [res], "jsonlogs", tmp_path / "h", extra_args=["--log-as-json", "--enable-api-logging"]
+    )
+    try:
+        sc.wait_ready()
+        call("GET", f"{sc.http}/v1.0/state/statestore/k")
+    finally:
+        sc.stop()
+    logs = [json.loads(x) for x in sc.lines if x.startswith("{")]
+    assert logs and all(entry["app_id"] == "jsonlogs" for entry in logs)
+    assert any(
+        "HTTP API Called" in e["msg"] and "/v1.0/state/statestore/k" in e["msg"] for e in logs
+    )
+
+
+def test_sdk_shutdown_over_grpc_stops_the_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dapr.clients import DaprClient
+    from dapr.conf import settings
+
+    res = write_store(tmp_path / "res", "state.in-memory", "x")
+    sc = SidecarProcess([res], "grpcdown", tmp_path / "h")
+    try:
+        sc.wait_ready()
+        monkeypatch.setattr(settings, "DAPR_HTTP_PORT", sc.http_port)
+        with DaprClient(address=f"127.0.0.1:{sc.grpc_port}") as client:
+            client.shutdown()
+        assert sc.wait_exit(20) == 0
+        assert "Exited Dapr successfully" in sc.output
+    finally:
+        sc.stop()
