@@ -87,22 +87,26 @@ def key_prefix(component: LiveComponent, app_id: str, namespace: str) -> str:
     return mode
 
 
+_CONCURRENCIES = {c.value: c for c in Concurrency}
+_CONSISTENCIES = {c.value: c for c in Consistency}
+
+
 def _concurrency(value: str, where: str) -> Concurrency:
-    try:
-        return Concurrency(value or "")
-    except ValueError:
+    found = _CONCURRENCIES.get(value or "")
+    if found is None:
         raise errors.MALFORMED_REQUEST(
             f"{where}: concurrency must be 'first-write' or 'last-write', got {value!r}"
-        ) from None
+        )
+    return found
 
 
 def _consistency(value: str, where: str) -> Consistency:
-    try:
-        return Consistency(value or "")
-    except ValueError:
+    found = _CONSISTENCIES.get(value or "")
+    if found is None:
         raise errors.MALFORMED_REQUEST(
             f"{where}: consistency must be 'eventual' or 'strong', got {value!r}"
-        ) from None
+        )
+    return found
 
 
 def _ttl(metadata: Mapping[str, str], where: str) -> int | None:
@@ -129,26 +133,28 @@ class StateAPI:
         self._components = components
         self._app_id = app_id
         self._namespace = namespace
-        self._prefixes: dict[str, str] = {}
+        # name -> (live component, store, key prefix), resolved once per component:
+        # this lookup sits on every request's path.
+        self._resolved: dict[str, tuple[LiveComponent, StateStore, str]] = {}
 
     # -- lookup and keys -----------------------------------------------------------------
     def _store(self, name: str) -> tuple[StateStore, str]:
-        stores = self._components.of_category("state")
-        if not stores:
-            raise errors.STATE_STORE_NOT_CONFIGURED("state store is not configured")
         comp = self._components.get("state", name)
+        cached = self._resolved.get(name)
+        if cached is not None and cached[0] is comp:
+            return cached[1], cached[2]
         if comp is None:
+            if not self._components.of_category("state"):
+                raise errors.STATE_STORE_NOT_CONFIGURED("state store is not configured")
             raise errors.STATE_STORE_NOT_FOUND(
                 f"state store {name} is not found", appID=self._app_id
             )
-        prefix = self._prefixes.get(name)
-        if prefix is None:
-            prefix = key_prefix(comp, self._app_id, self._namespace)
-            if SEPARATOR in prefix:
-                raise errors.ILLEGAL_KEY(f"keyPrefix of state store {name} must not contain '||'")
-            self._prefixes[name] = prefix
+        prefix = key_prefix(comp, self._app_id, self._namespace)
+        if SEPARATOR in prefix:
+            raise errors.ILLEGAL_KEY(f"keyPrefix of state store {name} must not contain '||'")
         store = comp.instance
         assert isinstance(store, StateStore)
+        self._resolved[name] = (comp, store, prefix)
         return store, prefix
 
     @staticmethod

@@ -106,3 +106,17 @@ def expire_metadata(expiry: int, absolute: bool, now: float) -> dict[str, str]:
     at_ms = expiry if absolute else now * 1000 + expiry
     when = datetime.fromtimestamp(at_ms / 1000, UTC)
     return {"ttlExpireTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def read_script(has_expiretime: bool) -> str:
+    """One atomic read: the hash's data and version, and the key's expiry.
+
+    A single EVALSHA costs the client about half of a MULTI/EXEC pipeline of
+    HMGET + PEXPIRETIME (bench/RESULTS.md), and is just as atomic. Before
+    Redis 7 there is no PEXPIRETIME, so the remaining time (PTTL) is read.
+    """
+    expiry = "PEXPIRETIME" if has_expiretime else "PTTL"
+    return (
+        "return {redis.call('HMGET', KEYS[1], 'data', 'version'), "
+        f"redis.call('{expiry}', KEYS[1])}}"
+    )

@@ -7,8 +7,8 @@ etag is the version as a decimal string. Every write, delete and transaction is
 one Lua script (:mod:`daprlite.components.state._redis`), so its etag and
 first-write checks are atomic against concurrent writers, and a transaction
 that fails a check writes nothing. TTLs are Redis expiries set by that script.
-Reads are one MULTI/EXEC pipeline. Only a single server (``redisType: node``)
-is supported for now.
+A read is one small Lua script too; a bulk read is one MULTI/EXEC pipeline.
+Only a single server (``redisType: node``) is supported for now.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from daprlite.components.state._redis import (
     encode_operations,
     expire_metadata,
     mismatch_message,
+    read_script,
 )
 from daprlite.components.state.api import (
     BulkGetItem,
@@ -79,6 +80,7 @@ class RedisStateStore:
         self._name = ""
         self._client: Redis | None = None
         self._write: AsyncScript | None = None
+        self._read: AsyncScript | None = None
         self._has_expiretime = True  # PEXPIRETIME exists from Redis 7.0
 
     async def init(self, metadata: ComponentMetadata) -> None:
@@ -88,6 +90,7 @@ class RedisStateStore:
         major = version.partition(".")[0]
         self._has_expiretime = not major.isdigit() or int(major) >= 7
         self._write = client.register_script(WRITE_SCRIPT)
+        self._read = client.register_script(read_script(self._has_expiretime))
         self._client = client
         self.settings = settings
 
@@ -95,7 +98,7 @@ class RedisStateStore:
         return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
 
     async def close(self) -> None:
-        client, self._client, self._write = self._client, None, None
+        client, self._client, self._write, self._read = self._client, None, None, None
         if client is not None:
             await client.aclose()  # closes the pool too (Redis.from_pool)
 
@@ -105,10 +108,10 @@ class RedisStateStore:
             raise ComponentError(f"state store {self._name!r} is not initialised or closed")
         return self._client
 
-    def _script(self) -> AsyncScript:
-        if self._write is None:
+    def _script(self, script: AsyncScript | None) -> AsyncScript:
+        if script is None:
             raise ComponentError(f"state store {self._name!r} is not initialised or closed")
-        return self._write
+        return script
 
     @contextmanager
     def _failures(self, action: str) -> Iterator[None]:
@@ -136,7 +139,7 @@ class RedisStateStore:
         """Run the write script; raise ETagMismatchError if a check failed (nothing written)."""
         default_ttl = self.settings.ttlInSeconds if self.settings else None
         keys, args = encode_operations(operations, default_ttl)
-        script = self._script()
+        script = self._script(self._write)
         with self._failures(action):
             failed = int(await script(keys=keys, args=args))
         if failed:
@@ -144,10 +147,9 @@ class RedisStateStore:
 
     # -- contract -------------------------------------------------------------------
     async def get(self, req: GetRequest) -> GetResponse | None:
+        read = self._script(self._read)
         with self._failures(f"get of key {req.key!r}"):
-            async with self._redis().pipeline(transaction=True) as pipe:
-                self._queue_read(pipe, req.key)
-                fields, expiry = await pipe.execute()
+            fields, expiry = await read(keys=[req.key])
         return self._item(fields, expiry, time.time())
 
     async def bulk_get(self, keys: Sequence[str], metadata: Mapping[str, str]) -> list[BulkGetItem]:

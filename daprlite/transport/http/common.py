@@ -24,6 +24,8 @@ def error_response(exc: errors.APIError) -> web.Response:
 def request_metadata(request: web.Request) -> dict[str, str]:
     """``?metadata.k=v`` query parameters, prefix stripped; the first value wins."""
     out: dict[str, str] = {}
+    if not request.query_string:
+        return out
     for k, v in request.query.items():
         if k.startswith("metadata."):
             out.setdefault(k[len("metadata.") :], v)
