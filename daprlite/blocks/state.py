@@ -40,6 +40,9 @@ log = logging.getLogger("daprlite.state")
 
 SEPARATOR = "||"
 MAX_TRANSACTION_OPERATIONS = 1000
+# Longest TTL accepted (Redis's EXPIRE limit is a signed 64-bit millisecond
+# count; 2**31-1 s, about 68 years, fits every store).
+MAX_TTL_SECONDS = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +122,10 @@ def _ttl(metadata: Mapping[str, str], where: str) -> int | None:
         raise errors.MALFORMED_REQUEST(
             f"{where}: metadata.ttlInSeconds must be an integer number of seconds, got {raw!r}"
         ) from None
-    if ttl < -1:
+    if not -1 <= ttl <= MAX_TTL_SECONDS:
         raise errors.MALFORMED_REQUEST(
-            f"{where}: metadata.ttlInSeconds must be -1 (never expire) or more, got {ttl}"
+            f"{where}: metadata.ttlInSeconds must be -1 (never expire) up to "
+            f"{MAX_TTL_SECONDS}, got {ttl}"
         )
     return None if ttl == 0 else ttl
 
@@ -163,6 +167,8 @@ class StateAPI:
             raise errors.MALFORMED_REQUEST(f'"{where}" is a required field and must not be empty')
         if SEPARATOR in key:
             raise errors.ILLEGAL_KEY(f"{where} {key!r} must not contain '||'")
+        if "\x00" in key:
+            raise errors.MALFORMED_REQUEST(f"{where} must not contain a NUL character")
         return f"{prefix}{SEPARATOR}{key}" if prefix else key
 
     @staticmethod

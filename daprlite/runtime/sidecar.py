@@ -32,6 +32,7 @@ from daprlite.config.resources import ResourceLoader
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
+from daprlite.security.token import api_token_from_env
 from daprlite.transport.grpc.server import DaprServicer, build_server
 from daprlite.transport.http.server import build_app
 
@@ -146,6 +147,7 @@ class Sidecar:
             request_shutdown=self.request_shutdown,
             max_body_size=opts.max_body_size,
             api_logging=opts.enable_api_logging,
+            api_token=api_token_from_env(),
         )
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
@@ -165,7 +167,7 @@ class Sidecar:
         servicer = DaprServicer(
             self.state, self.bindings, self.secrets, self.metadata, self.request_shutdown
         )
-        server = build_server(servicer, opts.max_body_size)
+        server = build_server(servicer, opts.max_body_size, api_token_from_env())
         port = opts.grpc_port
         for host in opts.listen_addresses:
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -117,3 +117,21 @@ def test_unknown_path_falls_back_to_invocation_error(sc: SidecarProcess) -> None
 def test_api_not_built_yet_is_501(sc: SidecarProcess) -> None:
     r = call("POST", f"{sc.http}/v1.0/publish/pubsub/orders", json={"a": 1})
     error(r, 501, "ERR_API_UNIMPLEMENTED")
+
+
+def test_lone_surrogate_is_400_naming_the_field(sc: SidecarProcess) -> None:
+    body = b'[{"key": "s", "value": "\\ud800"}]'
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", data=body)
+    error(r, 400, "ERR_MALFORMED_REQUEST", "[0].value")
+
+
+def test_out_of_range_numbers_and_nul_keys_are_400(sc: SidecarProcess) -> None:
+    item = {"key": "t", "value": 1, "metadata": {"ttlInSeconds": "99999999999999999999"}}
+    r = call("POST", f"{sc.http}/v1.0/state/statestore", json=[item])
+    error(r, 400, "ERR_MALFORMED_REQUEST", "ttlInSeconds")
+    query = {"page": {"limit": 1, "token": "99999999999999999999999"}}
+    r = call("POST", f"{sc.http}/v1.0-alpha1/state/statestore/query", json=query)
+    error(r, 400, "ERR_STATE_QUERY", "page.token")
+    error(
+        call("GET", f"{sc.http}/v1.0/state/statestore/a%00b"), 400, "ERR_MALFORMED_REQUEST", "NUL"
+    )

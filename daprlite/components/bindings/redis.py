@@ -57,8 +57,8 @@ def _ttl(metadata: Mapping[str, str]) -> int | None:
         ttl = int(raw)
     except ValueError:
         raise MetadataError("ttlInSeconds", f"expected an integer, got {raw!r}") from None
-    if ttl <= 0:
-        raise MetadataError("ttlInSeconds", f"expected a number above zero, got {ttl}")
+    if not 0 < ttl <= 2**31 - 1:
+        raise MetadataError("ttlInSeconds", f"expected 1 to {2**31 - 1} seconds, got {ttl}")
     return ttl
 
 

@@ -18,6 +18,9 @@ from typing import TypeVar
 T = TypeVar("T")
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
+# Page limits and tokens must fit the stores' 64-bit (or smaller) integers.
+MAX_OFFSET = 2**31 - 1
+
 COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE", "IN")
 LOGICALS = ("AND", "OR")
 
@@ -115,12 +118,12 @@ def parse_query(raw: bytes | str | dict[str, object]) -> Query:
     if not isinstance(page, dict):
         raise QueryError("page: expected an object")
     limit = page.get("limit", 0)
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_OFFSET:
         raise QueryError(f"page.limit: expected a non-negative integer, got {limit!r}")
     token = page.get("token", "")
     try:
         offset = int(token) if token not in ("", None) else 0
-        if offset < 0:
+        if not 0 <= offset <= MAX_OFFSET:
             raise ValueError
     except (TypeError, ValueError) as exc:
         raise QueryError(f"page.token: not a token this store issued: {token!r}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from daprlite._proto.dapr.proto.runtime.v1 import binding_pb2
 from daprlite.blocks.bindings import BindingsAPI
 from daprlite.transport.grpc.common import call
+from daprlite.transport.http.common import header_safe
 
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
@@ -23,7 +24,7 @@ class BindingRPCs:
             )
             if res.metadata:
                 await context.send_initial_metadata(
-                    [(f"metadata.{k}".lower(), v) for k, v in res.metadata.items()]
+                    [(f"metadata.{k}".lower(), v) for k, v in header_safe(res.metadata).items()]
                 )
             return binding_pb2.InvokeBindingResponse(
                 data=res.data or b"", metadata=dict(res.metadata)

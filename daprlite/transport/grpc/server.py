@@ -17,6 +17,7 @@ from daprlite.blocks.bindings import BindingsAPI
 from daprlite.blocks.metadata import MetadataAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
+from daprlite.security.token import HEADER, token_matches
 from daprlite.transport.grpc.bindings import BindingRPCs
 from daprlite.transport.grpc.metadata import MetadataRPCs
 from daprlite.transport.grpc.secrets import SecretRPCs
@@ -39,13 +40,34 @@ class DaprServicer(StateRPCs, BindingRPCs, SecretRPCs, MetadataRPCs, dapr_pb2_gr
         self._request_shutdown = request_shutdown
 
 
-def build_server(servicer: DaprServicer, max_message_size: int) -> grpc.aio.Server:
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """UNAUTHENTICATED for every call without the right ``dapr-api-token`` metadata."""
+
+    def __init__(self, expected: str) -> None:
+        self._expected = expected
+
+        async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid api token")
+
+        self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        given = dict(handler_call_details.invocation_metadata or ()).get(HEADER)
+        if not token_matches(self._expected, given if isinstance(given, str) else None):
+            return self._refusal
+        return await continuation(handler_call_details)
+
+
+def build_server(
+    servicer: DaprServicer, max_message_size: int, api_token: str | None = None
+) -> grpc.aio.Server:
     server = grpc.aio.server(
+        interceptors=[TokenInterceptor(api_token)] if api_token else None,
         options=[
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)
     return server

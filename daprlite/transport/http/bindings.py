@@ -32,7 +32,7 @@ async def invoke_binding(request: web.Request) -> web.Response:
     for h in TRACE_HEADERS:
         if h in request.headers and h not in metadata:
             metadata[h] = request.headers[h]
-    data = encode_json_value(body["data"]) if body.get("data") is not None else b""
+    data = encode_json_value(body["data"], "data") if body.get("data") is not None else b""
     res = await request.app[API_KEY].invoke(request.match_info["name"], operation, data, metadata)
     headers = metadata_headers(res.metadata)
     if res.data is None:

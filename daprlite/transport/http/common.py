@@ -7,6 +7,7 @@ decision is the block's.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -14,6 +15,8 @@ from aiohttp import web
 from daprlite import errors
 
 JSON = "application/json"
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
 MAX_BODY_KEY = web.AppKey("max_body_size", int)
 
 
@@ -52,11 +55,29 @@ async def json_body(request: web.Request) -> object:
         raise errors.MALFORMED_REQUEST(f"failed to parse the request body as JSON: {exc}") from exc
 
 
+def header_safe(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The entries that can travel as HTTP headers / gRPC metadata unchanged.
+
+    Response metadata may echo user text (a multi-line SQL statement, a
+    non-ASCII header of a remote server); such an entry is left out rather
+    than breaking the reply after the operation already ran.
+    """
+    return {
+        k: v for k, v in metadata.items() if k and _HEADER_TOKEN.match(k) and _HEADER_VALUE.match(v)
+    }
+
+
 def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
     """Component response metadata goes out as ``metadata.{k}`` headers."""
-    return {f"metadata.{k}": v for k, v in metadata.items()}
+    return {f"metadata.{k}": v for k, v in header_safe(metadata).items()}
 
 
-def encode_json_value(value: object) -> bytes:
-    """JSON encoding of a state value, compact as Dapr's Go runtime writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+def encode_json_value(value: object, field: str = "value") -> bytes:
+    """JSON encoding of a value, compact as Dapr's Go runtime writes it."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800"
+        raise errors.MALFORMED_REQUEST(
+            f"{field} holds text that is not valid Unicode (a lone surrogate at "
+            f"position {exc.start})"
+        ) from exc

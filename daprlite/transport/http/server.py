@@ -16,8 +16,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from daprlite import errors
+from daprlite.security.token import HEADER, is_open, token_matches
 from daprlite.transport.http import bindings as bindings_routes
 from daprlite.transport.http import metadata as metadata_routes
 from daprlite.transport.http import secrets as secrets_routes
@@ -83,6 +85,22 @@ def _fallback(request: web.Request) -> web.Response:
     )
 
 
+def token_middleware(
+    expected: str,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Refuse every call without the right ``dapr-api-token`` (plain-text 401, as Dapr)."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not is_open(request.method, request.path, request.query_string) and not token_matches(
+            expected, request.headers.get(HEADER)
+        ):
+            return web.Response(status=401, text="invalid api token")
+        return await handler(request)
+
+    return check  # type: ignore[return-value]  # aiohttp's Protocol vs a plain coroutine
+
+
 @web.middleware
 async def api_logging_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
@@ -108,10 +126,15 @@ def build_app(
     request_shutdown: Callable[[], None],
     max_body_size: int,
     api_logging: bool = False,
+    api_token: str | None = None,
 ) -> web.Application:
-    middlewares = [error_middleware]
+    # Outermost first: API logging sees the final status, errors and refusals included.
+    middlewares: list[Middleware] = []
     if api_logging:
         middlewares.append(api_logging_middleware)
+    if api_token:
+        middlewares.append(token_middleware(api_token))  # type: ignore[arg-type]
+    middlewares.append(error_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
     app[MAX_BODY_KEY] = max_body_size
     app[state_routes.API_KEY] = state_api

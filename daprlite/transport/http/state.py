@@ -63,7 +63,7 @@ def _save_item(raw: object, where: str, query_meta: Mapping[str, str]) -> SaveIt
     content_type = _ci(raw, "contentType")
     return SaveItem(
         key=key,
-        value=encode_json_value(_ci(raw, "value")),
+        value=encode_json_value(_ci(raw, "value"), f"{where}.value"),
         etag=etag or None,
         metadata=metadata,
         concurrency=concurrency,
