@@ -112,9 +112,28 @@ async def run_with_app(options: Options, command: Sequence[str]) -> int:
     # forward SIGINT when it cannot have come from a terminal.
     interactive = sys.stdin is not None and sys.stdin.isatty()
 
+    signals_seen = 0
+    loop = asyncio.get_running_loop()
+
     def forward(sig: signal.Signals) -> None:
-        if proc.returncode is None and not (sig == signal.SIGINT and interactive):
+        # First signal: pass it on and give the app the grace period to exit.
+        # A second signal, or an app still running after the grace period, is
+        # killed, so `daprlite run` can always be stopped.
+        nonlocal signals_seen
+        signals_seen += 1
+        if proc.returncode is not None:
+            return
+        if signals_seen > 1:
+            proc.kill()
+            return
+        if not (sig == signal.SIGINT and interactive):
             proc.send_signal(sig)
+        loop.call_later(options.graceful_shutdown_seconds, _kill_if_running)
+
+    def _kill_if_running() -> None:
+        if proc.returncode is None:
+            status("⚠️  The app did not exit within the grace period; killing it")
+            proc.kill()
 
     _install_signals(forward)
     app_done = asyncio.ensure_future(proc.wait())

@@ -251,3 +251,32 @@ def test_sdk_shutdown_over_grpc_stops_the_sidecar(
         assert "Exited Dapr successfully" in sc.output
     finally:
         sc.stop()
+
+
+def test_app_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    res = write_store(tmp_path / "res", "state.in-memory", "x")
+    app = tmp_path / "stubborn.py"
+    app.write_text(
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('APP stubborn', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    sc = SidecarProcess(
+        [res],
+        "stubborn",
+        tmp_path / "h",
+        extra_args=["--dapr-graceful-shutdown-seconds", "1"],
+        command=[sys.executable, str(app)],
+    )
+    try:
+        sc.wait_ready()
+        deadline = time.monotonic() + 20
+        while "APP stubborn" not in sc.output and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sc.proc.send_signal(signal.SIGTERM)
+        code = sc.wait_exit(20)
+        assert code == 128 + signal.SIGKILL
+        assert "grace period" in sc.output and "Exited Dapr successfully" in sc.output
+    finally:
+        sc.stop()
