@@ -136,6 +136,12 @@ class RedisConnectionSettings:
     def address(self) -> tuple[str, int]:
         """``(host, port)`` from redisHost, falling back on redisPort, then 6379."""
         text = self.redisHost.strip()
+        if "@" in text:  # user:password@host — never echo it: it holds a password
+            raise MetadataError(
+                "redisHost",
+                "must be host:port; put credentials in redisUsername and redisPassword "
+                "(the value is not shown because it may hold a password)",
+            )
         if "://" in text:
             raise MetadataError("redisHost", f"expected host:port, not a URL: {text!r}")
         if "," in text:

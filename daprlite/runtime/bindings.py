@@ -21,7 +21,6 @@ from daprlite.blocks.bindings import directions
 from daprlite.channel.grpc import GRPCAppChannel
 from daprlite.channel.http import HTTPAppChannel
 from daprlite.components.bindings.api import BindingEvent, DeliveryError, Handler, InputBinding
-from daprlite.components.errors import ComponentError
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
 log = logging.getLogger("daprlite.bindings")
@@ -119,7 +118,7 @@ async def start_input_bindings(components: ComponentStore, channel: AppChannel |
         assert isinstance(binding, InputBinding)
         try:
             await binding.read(handler)
-        except ComponentError as exc:
+        except Exception as exc:
             # Its source keeps the events (nothing is consumed), so the sidecar stays
             # up for its other blocks; the log says which binding is not reading.
             log.error("input binding %s could not start reading: %s", comp.name, exc)

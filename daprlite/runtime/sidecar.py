@@ -59,6 +59,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("start-up after the app came up failed", exc_info=task.exception())
+
+
 class Sidecar:
     """One daprlite sidecar: components, blocks, and the HTTP and gRPC listeners."""
 
@@ -112,6 +117,7 @@ class Sidecar:
         if opts.app_port:
             await self._open_app_channel(opts.app_port)
             self._app_wait = asyncio.create_task(self._wait_for_app(opts.app_port))
+            self._app_wait.add_done_callback(_log_failure)
             self._stack.callback(self._app_wait.cancel)
         else:
             self._mark_ready()

@@ -123,3 +123,9 @@ async def test_unreachable_server_fails_init_naming_host_but_not_password() -> N
     assert f"127.0.0.1:{port}" in str(err.value)
     assert "s3cr3t-pw" not in str(err.value)
     await store.close()
+
+
+def test_credentials_in_redis_host_are_refused_without_echoing_them() -> None:
+    with pytest.raises(MetadataError) as err:
+        _settings(redisHost="user:TOPSECRET@localhost:6379").address()
+    assert err.value.field == "redisHost" and "TOPSECRET" not in str(err.value)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from daprlite._proto.dapr.proto.runtime.v1 import binding_pb2
 from daprlite.blocks.bindings import BindingsAPI
+from daprlite.security.token import HEADER
 from daprlite.transport.grpc.common import call
 from daprlite.transport.http.common import header_safe
-
-TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
 
 class BindingRPCs:
@@ -16,9 +15,13 @@ class BindingRPCs:
     async def InvokeBinding(self, request, context):
         async def work() -> binding_pb2.InvokeBindingResponse:
             metadata = dict(request.metadata)
+            # Dapr merges the call's gRPC metadata in without overriding explicit
+            # keys, renaming grpc-* to dapr-grpc-*; the API token never travels on.
             for k, v in context.invocation_metadata() or ():
-                if k in TRACE_KEYS and k not in metadata:
-                    metadata[k] = v
+                if k == HEADER or k.endswith("-bin") or not isinstance(v, str):
+                    continue
+                name = f"dapr-{k}" if k.startswith("grpc-") else k
+                metadata.setdefault(name, v)
             res = await self._bindings.invoke(
                 request.name, request.operation, request.data, metadata
             )
