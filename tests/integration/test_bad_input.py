@@ -135,3 +135,9 @@ def test_out_of_range_numbers_and_nul_keys_are_400(sc: SidecarProcess) -> None:
     error(
         call("GET", f"{sc.http}/v1.0/state/statestore/a%00b"), 400, "ERR_MALFORMED_REQUEST", "NUL"
     )
+
+
+def test_put_metadata_with_empty_key_is_a_no_op(sc: SidecarProcess) -> None:
+    assert call("PUT", f"{sc.http}/v1.0/metadata/", data=b"x").status == 204
+    assert call("PUT", f"{sc.http}/v1.0/metadata/team", data=b"core").status == 204
+    assert call("GET", f"{sc.http}/v1.0/metadata").json()["extended"]["team"] == "core"

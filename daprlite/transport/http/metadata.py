@@ -80,7 +80,7 @@ async def put_metadata(request: web.Request) -> web.Response:
         value = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise errors.MALFORMED_REQUEST("metadata value must be UTF-8 text") from exc
-    request.app[METADATA_KEY].set(request.match_info["key"], value)
+    request.app[METADATA_KEY].set(request.match_info.get("key", ""), value)
     return web.Response(status=204)
 
 
@@ -98,5 +98,6 @@ def routes() -> list[web.RouteDef]:
         web.get("/v1.0/healthz/outbound", healthz_outbound),
         web.get("/v1.0/metadata", get_metadata),
         web.put("/v1.0/metadata/{key}", put_metadata),
+        web.put("/v1.0/metadata/", put_metadata),  # an empty key is a no-op, as in Dapr
         web.post("/v1.0/shutdown", shutdown),
     ]
