@@ -49,11 +49,13 @@ class GRPCAppChannel:
             raise
         return list(res.bindings)
 
-    async def on_binding_event(self, name: str, data: bytes, metadata: Mapping[str, str]) -> None:
+    async def on_binding_event(
+        self, name: str, data: bytes, metadata: Mapping[str, str]
+    ) -> appcallback_pb2.BindingEventResponse:
         """Deliver one input-binding event; raises grpc.aio.AioRpcError when the app fails."""
         if self._stub is None or self._channel is None:
             raise ConnectionError("the app channel is closed")
         req = appcallback_pb2.BindingEventRequest(name=name, data=data, metadata=dict(metadata))
         gate = self._gate or contextlib.nullcontext()
         async with gate:
-            await self._stub.OnBindingEvent(req, metadata=self._metadata)
+            return await self._stub.OnBindingEvent(req, metadata=self._metadata)

@@ -10,6 +10,8 @@ the event unacknowledged.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -17,10 +19,11 @@ from collections.abc import Mapping
 import aiohttp
 import grpc
 
-from daprlite.blocks.bindings import directions
+from daprlite.blocks.bindings import BindingsAPI, directions
 from daprlite.channel.grpc import GRPCAppChannel
 from daprlite.channel.http import HTTPAppChannel
 from daprlite.components.bindings.api import BindingEvent, DeliveryError, Handler, InputBinding
+from daprlite.errors import APIError
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
 log = logging.getLogger("daprlite.bindings")
@@ -51,16 +54,40 @@ def _http_handler(channel: HTTPAppChannel, name: str, route: str) -> Handler:
     return deliver
 
 
-def _grpc_handler(channel: GRPCAppChannel, name: str) -> Handler:
+async def _forward(
+    bindings: BindingsAPI, source: str, to: list[str], data: bytes, parallel: bool
+) -> None:
+    """Dapr's gRPC response action: send the app's ``data`` to the ``to`` bindings (create)."""
+    try:
+        payload = json.dumps(json.loads(data or b"null"), separators=(",", ":")).encode()
+    except ValueError as exc:
+        raise DeliveryError(f"binding {source}: the app's response data is not JSON") from exc
+
+    async def send(target: str) -> None:
+        try:
+            await bindings.invoke(target, "create", payload, {})
+        except APIError as exc:
+            raise DeliveryError(f"binding {source}: forwarding to {target} failed: {exc}") from exc
+
+    if parallel:
+        await asyncio.gather(*(send(t) for t in to))
+    else:
+        for target in to:  # sequential: the first failure stops the chain
+            await send(target)
+
+
+def _grpc_handler(channel: GRPCAppChannel, name: str, bindings: BindingsAPI) -> Handler:
     async def deliver(event: BindingEvent) -> bytes | None:
         try:
-            await channel.on_binding_event(name, event.data, event.metadata)
+            res = await channel.on_binding_event(name, event.data, event.metadata)
         except grpc.aio.AioRpcError as exc:
             raise DeliveryError(
                 f"binding {name}: app answered {exc.code().name}: {exc.details()}"
             ) from exc
         except ConnectionError as exc:
             raise DeliveryError(f"binding {name}: {exc}") from exc
+        if res.to:
+            await _forward(bindings, name, list(res.to), res.data, res.concurrency == 1)
         return None
 
     return deliver
@@ -77,7 +104,9 @@ async def _http_app_handles(channel: HTTPAppChannel, comp: LiveComponent, route:
     return 200 <= res.status < 300 or res.status == 405
 
 
-async def start_input_bindings(components: ComponentStore, channel: AppChannel | None) -> list[str]:
+async def start_input_bindings(
+    components: ComponentStore, channel: AppChannel | None, bindings: BindingsAPI
+) -> list[str]:
     """Start every input binding the app handles; returns their names."""
     inputs = [
         c
@@ -113,7 +142,7 @@ async def start_input_bindings(components: ComponentStore, channel: AppChannel |
             if comp.name not in grpc_names:
                 log.info("input binding %s: the app does not list it; not started", comp.name)
                 continue
-            handler = _grpc_handler(channel, comp.name)
+            handler = _grpc_handler(channel, comp.name, bindings)
         binding = comp.instance
         assert isinstance(binding, InputBinding)
         try:

@@ -201,7 +201,7 @@ class Sidecar:
             writer.close()
             break
         log.info("app is listening on port %d", port)
-        await start_input_bindings(self.components, self.app_channel)
+        await start_input_bindings(self.components, self.app_channel, self.bindings)
         self._mark_ready()
 
     def _mark_ready(self) -> None:

@@ -324,3 +324,27 @@ def test_direction_output_never_reads(tmp_path: Path) -> None:
         assert records(record) == []
     finally:
         sc.stop()
+
+
+def test_grpc_app_response_forwards_data_to_output_bindings(tmp_path: Path) -> None:
+    res = _cron_resources(tmp_path, "tick")
+    files = tmp_path / "files"
+    (res / "files.yaml").write_text(
+        component_yaml("files", "bindings.localstorage", {"rootPath": str(files)})
+    )
+    port = free_port()
+    sc = SidecarProcess(
+        [res],
+        "forward",
+        tmp_path / "home",
+        extra_args=["--app-port", str(port), "--app-protocol", "grpc"],
+        command=[sys.executable, str(APPS / "binding_forward_app.py")],
+        env={"APP_PORT": str(port), "BINDING": "tick", "TO": "files", "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        sc.wait_ready()
+        wait_for(lambda: files.is_dir() and any(files.iterdir()), 15, "a forwarded file")
+        written = next(files.iterdir()).read_bytes()
+        assert written == b'{"forwarded":true}'
+    finally:
+        sc.stop()
