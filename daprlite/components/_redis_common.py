@@ -14,11 +14,8 @@ import asyncio
 import logging
 import os
 import ssl
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection
@@ -27,6 +24,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from daprlite.components._tls import load_client_cert
 from daprlite.components.errors import ComponentError, MetadataError
 from daprlite.components.metadata import Duration, setting
 
@@ -203,18 +201,6 @@ class RedisConnectionSettings:
         return Retry(backoff, retries, supported_errors=(RedisConnectionError,))
 
 
-@contextmanager
-def _pem_file(field: str, value: str) -> Iterator[str]:
-    """A path holding ``value``: PEM text is written to a private temporary file."""
-    if not value.lstrip().startswith("-----BEGIN"):
-        yield value  # already a path to a PEM file
-        return
-    with tempfile.TemporaryDirectory(prefix="daprlite-redis-") as tmp:  # mode 0700
-        path = Path(tmp) / field
-        path.write_text(value)
-        yield str(path)
-
-
 def tls_context(*, skip_verify: bool, client_cert: str, client_key: str) -> ssl.SSLContext:
     """The one SSL context every pooled connection shares. Blocking: run it in a thread.
 
@@ -226,17 +212,7 @@ def tls_context(*, skip_verify: bool, client_cert: str, client_key: str) -> ssl.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if client_cert:
-        try:
-            with (
-                _pem_file("clientCert", client_cert) as cert,
-                _pem_file("clientKey", client_key) as key,
-            ):
-                ctx.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            # The message names the failure, never the PEM text itself.
-            raise MetadataError(
-                "clientCert", f"cannot load the client certificate and key: {exc}"
-            ) from exc
+        load_client_cert(ctx, "clientCert", client_cert, "clientKey", client_key)
     return ctx
 
 

@@ -10,28 +10,9 @@ in a thread.
 from __future__ import annotations
 
 import ssl
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
+from daprlite.components._tls import is_pem, load_client_cert
 from daprlite.components.errors import MetadataError
-
-
-def _is_pem(value: str) -> bool:
-    return value.lstrip().startswith("-----BEGIN")
-
-
-@contextmanager
-def _pem_file(field: str, value: str) -> Iterator[str]:
-    """A path holding ``value``: PEM text goes to a private temporary file, removed after."""
-    if not _is_pem(value):
-        yield value  # already a path to a PEM file
-        return
-    with tempfile.TemporaryDirectory(prefix="daprlite-tls-") as tmp:  # mode 0700
-        path = Path(tmp) / field
-        path.write_text(value)
-        yield str(path)
 
 
 def client_tls_context(*, ca_cert: str, client_cert: str, client_key: str) -> ssl.SSLContext:
@@ -43,7 +24,7 @@ def client_tls_context(*, ca_cert: str, client_cert: str, client_key: str) -> ss
     ctx = ssl.create_default_context()
     if ca_cert:
         try:
-            if _is_pem(ca_cert):
+            if is_pem(ca_cert):
                 ctx.load_verify_locations(cadata=ca_cert)
             else:
                 ctx.load_verify_locations(cafile=ca_cert)
@@ -53,14 +34,5 @@ def client_tls_context(*, ca_cert: str, client_cert: str, client_key: str) -> ss
         missing = "clientKey" if client_cert else "clientCert"
         raise MetadataError(missing, "is required when the other of clientCert/clientKey is set")
     if client_cert:
-        try:
-            with (
-                _pem_file("clientCert", client_cert) as cert,
-                _pem_file("clientKey", client_key) as key,
-            ):
-                ctx.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            raise MetadataError(
-                "clientCert", f"cannot load the client certificate and key: {exc}"
-            ) from exc
+        load_client_cert(ctx, "clientCert", client_cert, "clientKey", client_key)
     return ctx

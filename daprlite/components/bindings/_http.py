@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import re
 import ssl
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from yarl import URL
 
+from daprlite.components._tls import is_pem, load_client_cert
 from daprlite.components.errors import MetadataError
 
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
@@ -62,24 +60,12 @@ def origin(url: URL) -> tuple[str, str, int | None]:
 
 def _pem_text(field: str, value: str) -> str:
     """``value`` if it is PEM text, else the content of the file it names."""
-    if value.lstrip().startswith("-----BEGIN"):
+    if is_pem(value):
         return value
     try:
         return Path(value).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise MetadataError(field, f"is neither PEM text nor a readable PEM file: {exc}") from exc
-
-
-@contextmanager
-def _pem_file(field: str, value: str) -> Iterator[str]:
-    """A path holding ``value``: PEM text goes to a private, short-lived temporary file."""
-    if not value.lstrip().startswith("-----BEGIN"):
-        yield value  # already a path to a PEM file
-        return
-    with tempfile.TemporaryDirectory(prefix="daprlite-http-") as tmp:  # mode 0700
-        path = Path(tmp) / field
-        path.write_text(value)
-        yield str(path)
 
 
 def tls_context(
@@ -107,15 +93,5 @@ def tls_context(
     if no_renegotiation:
         ctx.options |= ssl.OP_NO_RENEGOTIATION
     if client_cert:
-        try:
-            with (
-                _pem_file("MTLSClientCert", client_cert) as cert,
-                _pem_file("MTLSClientKey", client_key) as key,
-            ):
-                ctx.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            # The message names the failure, never the PEM text itself.
-            raise MetadataError(
-                "MTLSClientCert", f"cannot load the client certificate and key: {exc}"
-            ) from exc
+        load_client_cert(ctx, "MTLSClientCert", client_cert, "MTLSClientKey", client_key)
     return ctx
