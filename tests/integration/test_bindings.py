@@ -29,6 +29,21 @@ from tests.services import POSTGRES_DSN, REDIS_HOST
 APPS = Path(__file__).parent / "apps"
 
 
+def app_sidecar(
+    res: Path, app_id: str, tmp_path: Path, app: str, env: dict[str, str], protocol: str = "http"
+) -> SidecarProcess:
+    """A sidecar on ``res`` running the test app ``apps/<app>`` on a free port."""
+    port = free_port()
+    return SidecarProcess(
+        [res],
+        app_id,
+        tmp_path / "home",
+        extra_args=["--app-port", str(port), "--app-protocol", protocol],
+        command=[sys.executable, str(APPS / app)],
+        env={"APP_PORT": str(port), **env},
+    )
+
+
 def records(path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
@@ -179,15 +194,12 @@ def _cron_resources(root: Path, name: str, **extra: str) -> Path:
 
 def test_cron_triggers_http_app_and_failing_app_sees_the_event_again(tmp_path: Path) -> None:
     record = tmp_path / "events.jsonl"
-    port = free_port()
-    sc = SidecarProcess(
-        [_cron_resources(tmp_path, "tick")],
+    sc = app_sidecar(
+        _cron_resources(tmp_path, "tick"),
         "cronhttp",
-        tmp_path / "home",
-        extra_args=["--app-port", str(port)],
-        command=[sys.executable, str(APPS / "binding_http_app.py")],
-        env={
-            "APP_PORT": str(port),
+        tmp_path,
+        "binding_http_app.py",
+        {
             "RECORD_FILE": str(record),
             "ROUTES": "tick",
             "FAIL_FIRST": "2",
@@ -205,20 +217,18 @@ def test_cron_triggers_http_app_and_failing_app_sees_the_event_again(tmp_path: P
 
 def test_cron_triggers_grpc_app_built_with_the_sdk(tmp_path: Path) -> None:
     record = tmp_path / "events.jsonl"
-    port = free_port()
-    sc = SidecarProcess(
-        [_cron_resources(tmp_path, "tick")],
+    sc = app_sidecar(
+        _cron_resources(tmp_path, "tick"),
         "crongrpc",
-        tmp_path / "home",
-        extra_args=["--app-port", str(port), "--app-protocol", "grpc"],
-        command=[sys.executable, str(APPS / "binding_grpc_app.py")],
-        env={
-            "APP_PORT": str(port),
+        tmp_path,
+        "binding_grpc_app.py",
+        {
             "RECORD_FILE": str(record),
             "BINDINGS": "tick",
             "FAIL_FIRST": "1",
             "PYTHONWARNINGS": "ignore",
         },
+        protocol="grpc",
     )
     try:
         sc.wait_ready()
@@ -231,14 +241,12 @@ def test_cron_triggers_grpc_app_built_with_the_sdk(tmp_path: Path) -> None:
 
 def test_http_app_without_the_route_gets_no_events(tmp_path: Path) -> None:
     record = tmp_path / "events.jsonl"
-    port = free_port()
-    sc = SidecarProcess(
-        [_cron_resources(tmp_path, "tick")],
+    sc = app_sidecar(
+        _cron_resources(tmp_path, "tick"),
         "noroute",
-        tmp_path / "home",
-        extra_args=["--app-port", str(port)],
-        command=[sys.executable, str(APPS / "binding_http_app.py")],
-        env={"APP_PORT": str(port), "RECORD_FILE": str(record), "ROUTES": "other"},
+        tmp_path,
+        "binding_http_app.py",
+        {"RECORD_FILE": str(record), "ROUTES": "other"},
     )
     try:
         sc.wait_ready()
@@ -282,16 +290,13 @@ def test_http_output_binding_calls_a_real_server(tmp_path: Path) -> None:
 
 def test_direction_input_skips_the_probe_and_route_metadata_is_honoured(tmp_path: Path) -> None:
     record = tmp_path / "events.jsonl"
-    port = free_port()
     res = _cron_resources(tmp_path, "tick", direction="input", route="/jobs")
-    sc = SidecarProcess(
-        [res],
+    sc = app_sidecar(
+        res,
         "direction",
-        tmp_path / "home",
-        extra_args=["--app-port", str(port)],
-        command=[sys.executable, str(APPS / "binding_http_app.py")],
-        env={
-            "APP_PORT": str(port),
+        tmp_path,
+        "binding_http_app.py",
+        {
             "RECORD_FILE": str(record),
             "ROUTES": "jobs",
             "NO_OPTIONS": "1",
@@ -307,15 +312,13 @@ def test_direction_input_skips_the_probe_and_route_metadata_is_honoured(tmp_path
 
 def test_direction_output_never_reads(tmp_path: Path) -> None:
     record = tmp_path / "events.jsonl"
-    port = free_port()
     res = _cron_resources(tmp_path, "tick", direction="output")
-    sc = SidecarProcess(
-        [res],
+    sc = app_sidecar(
+        res,
         "outonly",
-        tmp_path / "home",
-        extra_args=["--app-port", str(port)],
-        command=[sys.executable, str(APPS / "binding_http_app.py")],
-        env={"APP_PORT": str(port), "RECORD_FILE": str(record), "ROUTES": "tick"},
+        tmp_path,
+        "binding_http_app.py",
+        {"RECORD_FILE": str(record), "ROUTES": "tick"},
     )
     try:
         sc.wait_ready()
@@ -332,14 +335,13 @@ def test_grpc_app_response_forwards_data_to_output_bindings(tmp_path: Path) -> N
     (res / "files.yaml").write_text(
         component_yaml("files", "bindings.localstorage", {"rootPath": str(files)})
     )
-    port = free_port()
-    sc = SidecarProcess(
-        [res],
+    sc = app_sidecar(
+        res,
         "forward",
-        tmp_path / "home",
-        extra_args=["--app-port", str(port), "--app-protocol", "grpc"],
-        command=[sys.executable, str(APPS / "binding_forward_app.py")],
-        env={"APP_PORT": str(port), "BINDING": "tick", "TO": "files", "PYTHONWARNINGS": "ignore"},
+        tmp_path,
+        "binding_forward_app.py",
+        {"BINDING": "tick", "TO": "files", "PYTHONWARNINGS": "ignore"},
+        protocol="grpc",
     )
     try:
         sc.wait_ready()
