@@ -131,6 +131,17 @@ METADATA_GET = E("ERR_METADATA_GET", 500, Code.INTERNAL)
 ETAG_MISMATCH_STATUS = (409, Code.ABORTED)
 ETAG_INVALID_STATUS = (400, Code.INVALID_ARGUMENT)
 
+# --- service invocation ------------------------------------------------------------
+# No target app id (the fallback route): DIRECT_INVOKE above, 404 / NOT_FOUND.
+# The call could not be delivered (callee unknown or unreachable, timeout, open
+# circuit breaker): 500 / INTERNAL, as Dapr answers.
+DIRECT_INVOKE_FAILED = DIRECT_INVOKE.with_status(500, Code.INTERNAL)
+# A malformed target or method (two dots in the id, a bad escape, a missing
+# HTTP extension): the caller's mistake, so 400 / INVALID_ARGUMENT (D7).
+DIRECT_INVOKE_BAD_REQUEST = DIRECT_INVOKE.with_status(400, Code.INVALID_ARGUMENT)
+# The callee's access-control policy refused the caller.
+DIRECT_INVOKE_FORBIDDEN = DIRECT_INVOKE.with_status(403, Code.PERMISSION_DENIED)
+
 # --- bindings ----------------------------------------------------------------------
 # Dapr answers 500 for every output-binding error; a missing binding, a missing or
 # unsupported operation and bad request metadata are the caller's mistakes, so

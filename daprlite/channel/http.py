@@ -15,7 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from daprlite.blocks.invoke.headers import response_headers
+from daprlite.blocks.invoke.model import APP_HTTP, InvokeRequest, InvokeResponse
+from daprlite.blocks.invoke.paths import method_to_path
+from daprlite.channel.errors import AppUnavailableError
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +49,12 @@ class HTTPAppChannel:
     async def start(self) -> None:
         # ssl=False: https apps are local and usually self-signed (no verification).
         connector = aiohttp.TCPConnector(limit=0, ssl=False)
+        # auto_decompress=False: an app's compressed body goes back to the caller
+        # byte for byte, with its Content-Encoding.
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+            auto_decompress=False,
         )
 
     async def close(self) -> None:
@@ -79,3 +89,54 @@ class HTTPAppChannel:
             ) as resp,
         ):
             return AppResponse(resp.status, resp.headers, await resp.read())
+
+    async def invoke(self, req: InvokeRequest, headers: list[tuple[str, str]]) -> InvokeResponse:
+        """Deliver one service invocation; the app's answer comes back whatever its status.
+
+        Raises :class:`AppUnavailableError` when the app cannot be reached.
+        """
+        if self._session is None:
+            raise AppUnavailableError("the app channel is closed")
+        out = CIMultiDict(headers)
+        if req.content_type:
+            out["Content-Type"] = req.content_type
+        if self._token:
+            out["dapr-api-token"] = self._token
+        path = method_to_path(req.method)
+        url = URL(f"{self.base_url}{path}{'?' + req.query if req.query else ''}", encoded=True)
+        gate = self._gate or contextlib.nullcontext()
+        try:
+            async with (
+                gate,
+                self._session.request(
+                    req.verb,
+                    url,
+                    data=req.body if req.body or req.verb not in ("GET", "HEAD") else None,
+                    headers=out,
+                    skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                ) as resp,
+            ):
+                body = await resp.read()
+                return InvokeResponse(
+                    app_protocol=APP_HTTP,
+                    status=resp.status,
+                    headers=response_headers(resp.headers.items()),
+                    body=body,
+                    content_type=resp.headers.get("Content-Type", ""),
+                )
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise AppUnavailableError(
+                f"the app at {self.base_url} cannot be reached: {exc}"
+            ) from exc
+
+    async def health_check(self, path: str, timeout: float) -> bool:
+        """GET the app's health path: healthy on 2xx. Probes carry no app token (as Dapr)."""
+        if self._session is None:
+            return False
+        try:
+            async with self._session.get(
+                f"{self.base_url}/{path.lstrip('/')}", timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                return 200 <= resp.status < 300
+        except (aiohttp.ClientError, TimeoutError):
+            return False

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from daprlite.config.options import DEFAULT_MAX_BODY_SIZE, Options
+from daprlite.config.options import DEFAULT_MAX_BODY_SIZE, AppHealthOptions, Options
 
 PROTOCOLS = ("http", "https", "h2c", "grpc", "grpcs")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal", "panic")
@@ -91,6 +92,29 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
         help="largest request body accepted (default 4Mi)",
     )
     p.add_argument("--dapr-graceful-shutdown-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--dapr-internal-grpc-port",
+        "--dapr-internal-port",
+        "-I",
+        type=_port,
+        default=0,
+        dest="dapr_internal_port",
+        help="sidecar-to-sidecar invocation port (default: a free port)",
+    )
+    p.add_argument("--enable-app-health-check", action="store_true")
+    p.add_argument("--app-health-check-path", default="/healthz")
+    p.add_argument(
+        "--app-health-probe-interval", type=float, default=5.0, help="seconds between probes"
+    )
+    p.add_argument(
+        "--app-health-probe-timeout", type=float, default=500.0, help="probe timeout in ms"
+    )
+    p.add_argument(
+        "--app-health-threshold",
+        type=int,
+        default=3,
+        help="failed probes in a row before the app counts as unhealthy",
+    )
 
 
 def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -> Options:
@@ -111,4 +135,22 @@ def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -
         enable_api_logging=args.enable_api_logging,
         max_body_size=args.max_body_size,
         graceful_shutdown_seconds=args.dapr_graceful_shutdown_seconds,
+        internal_port=args.dapr_internal_port,
+        run_file=os.environ.get("DAPRLITE_RUN_FILE", ""),
+        app_health=_app_health(args),
+    )
+
+
+def _app_health(args: argparse.Namespace) -> AppHealthOptions | None:
+    if not args.enable_app_health_check:
+        return None
+    if args.app_health_probe_interval <= 0 or args.app_health_probe_timeout <= 0:
+        raise SystemExit("--app-health-probe-interval and --app-health-probe-timeout must be > 0")
+    if args.app_health_threshold < 1:
+        raise SystemExit("--app-health-threshold must be at least 1")
+    return AppHealthOptions(
+        path=args.app_health_check_path,
+        interval=args.app_health_probe_interval,
+        timeout=args.app_health_probe_timeout / 1000,
+        threshold=args.app_health_threshold,
     )

@@ -31,6 +31,7 @@ class Registration:
 
 
 _S = "daprlite.components.state"
+_N = "daprlite.components.nameresolution"
 
 # (type, version) -> registration. Aliases are plain extra rows.
 BUILTIN: dict[tuple[str, str], Registration] = {
@@ -72,6 +73,14 @@ BUILTIN: dict[tuple[str, str], Registration] = {
     ),
     ("secretstores.local.env", "v1"): Registration(
         "daprlite.components.secretstores.localenv:LocalEnvSecretStore"
+    ),
+    ("nameresolution.standalone", "v1"): Registration(f"{_N}.standalone:StandaloneResolver"),
+    # Dapr's laptop default: Configurations that name it keep working on the run folder.
+    ("nameresolution.mdns", "v1"): Registration(f"{_N}.standalone:StandaloneResolver"),
+    ("nameresolution.static", "v1"): Registration(f"{_N}.static:StaticResolver"),
+    # aiodns is imported by the class itself, and only when `nameservers` is set.
+    ("nameresolution.kubernetes", "v1"): Registration(
+        f"{_N}.kubernetes:KubernetesResolver", "aiodns", "kubernetes"
     ),
 }
 

@@ -2,7 +2,8 @@
 
 Loaded from ``--config`` files (and Configuration documents in resources
 paths). Later issues add tracing, access control and API lists here; today it
-carries secret scopes (``spec.secrets.scopes``).
+carries secret scopes (``spec.secrets.scopes``) and the choice of name resolver
+(``spec.nameResolution``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,22 @@ class SecretScope:
 
 
 @dataclass(frozen=True, slots=True)
+class NameResolutionSpec:
+    """``spec.nameResolution``: which resolver finds other apps' sidecars, and its settings.
+
+    An empty ``component`` means the default (``kubernetes`` in a cluster, else
+    ``standalone``); ``configuration`` is the resolver's own free-form block.
+    """
+
+    component: str
+    version: str = ""
+    configuration: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Configuration:
     secret_scopes: Mapping[str, SecretScope] = field(default_factory=dict)
+    name_resolution: NameResolutionSpec | None = None
 
     def secret_allowed(self, store: str, key: str) -> bool:
         scope = self.secret_scopes.get(store)
@@ -84,9 +99,41 @@ def _secret_scopes(res: Resource) -> dict[str, SecretScope]:
     return out
 
 
+def _name_resolution(res: Resource) -> NameResolutionSpec | None:
+    raw = res.spec.get("nameResolution")
+    if raw is None:
+        return None
+    label = f"Configuration {res.name!r}"
+    if not isinstance(raw, Mapping):
+        raise ResourceError(res.source, label, "spec.nameResolution", "expected a mapping")
+    values: dict[str, str] = {}
+    for key in ("component", "version"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ResourceError(
+                res.source, label, f"spec.nameResolution.{key}", "expected a string"
+            )
+        values[key] = (value or "").strip()
+    configuration = raw.get("configuration")
+    if configuration is None:
+        configuration = {}
+    if not isinstance(configuration, Mapping):
+        raise ResourceError(
+            res.source, label, "spec.nameResolution.configuration", "expected a mapping"
+        )
+    return NameResolutionSpec(
+        component=values["component"],
+        version=values["version"],
+        configuration=dict(configuration),
+    )
+
+
 def build_configuration(resources: Iterable[Resource]) -> Configuration:
     """Merge Configuration documents in load order (later ones win per store)."""
     scopes: dict[str, SecretScope] = {}
+    name_resolution: NameResolutionSpec | None = None
     for res in resources:
         scopes.update(_secret_scopes(res))
-    return Configuration(secret_scopes=scopes)
+        # A later document's nameResolution replaces an earlier one whole.
+        name_resolution = _name_resolution(res) or name_resolution
+    return Configuration(secret_scopes=scopes, name_resolution=name_resolution)

@@ -22,6 +22,16 @@ def daprlite_home() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class AppHealthOptions:
+    """``--enable-app-health-check`` and its settings (Dapr's defaults)."""
+
+    path: str = "/healthz"
+    interval: float = 5.0  # seconds between probes
+    timeout: float = 0.5  # seconds a probe may take
+    threshold: int = 3  # consecutive failures before the app counts as unhealthy
+
+
+@dataclass(frozen=True, slots=True)
 class Options:
     app_id: str
     http_port: int = DEFAULT_HTTP_PORT
@@ -39,3 +49,6 @@ class Options:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     graceful_shutdown_seconds: float = 5.0
     namespace: str = field(default_factory=lambda: os.environ.get("NAMESPACE", ""))
+    internal_port: int = 0  # sidecar-to-sidecar invocation listener (0: a free port)
+    run_file: str = ""  # the multi-app run file that started this sidecar, if any
+    app_health: AppHealthOptions | None = None  # None: no app health checks

@@ -16,25 +16,37 @@ import os
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from daprlite.blocks.bindings import BindingsAPI
+from daprlite.blocks.invoke.api import InvokeAPI
+from daprlite.blocks.invoke.local import InvokableChannel, LocalApp
+from daprlite.blocks.invoke.model import Caller
 from daprlite.blocks.metadata import AppConnection, Health, MetadataAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
 from daprlite.channel.grpc import GRPCAppChannel
 from daprlite.channel.http import HTTPAppChannel
+from daprlite.components.nameresolution import runfolder
+from daprlite.components.nameresolution.api import SelfInfo
+from daprlite.components.nameresolution.loader import open_resolver
 from daprlite.components.registry import Registry
 from daprlite.config.configuration import Configuration, build_configuration
 from daprlite.config.options import Options
 from daprlite.config.resources import ResourceLoader
+from daprlite.resiliency import Resiliency
+from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
 from daprlite.security.token import api_token_from_env
+from daprlite.transport.grpc.proxy import ProxyHandler
 from daprlite.transport.grpc.server import DaprServicer, build_server
 from daprlite.transport.http.server import build_app
+from daprlite.transport.internal.client import InternalClient
+from daprlite.transport.internal.server import build_internal_app
 
 log = logging.getLogger("daprlite.runtime")
 
@@ -43,6 +55,7 @@ log = logging.getLogger("daprlite.runtime")
 class BoundPorts:
     http: int
     grpc: int
+    internal: int = 0
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -85,6 +98,18 @@ class Sidecar:
                 options.app_max_concurrency,
             )
         self.metadata = MetadataAPI(options.app_id, self.components, app_conn)
+        self.app_health = AppHealth(options.app_health) if options.app_health else None
+        self.local_app = LocalApp(
+            options.app_id,
+            options.namespace,
+            self._invokable_channel,
+            app_is_grpc=options.app_protocol in ("grpc", "grpcs"),
+            is_healthy=self._app_is_healthy if self.app_health else None,
+        )
+        self.internal_client = InternalClient(options.max_body_size)
+        self.invoke = InvokeAPI(Caller(options.app_id, options.namespace), self.local_app)
+        self.instance: runfolder.Instance | None = None
+        self._record: Path | None = None
         self.ports: BoundPorts | None = None
         self._stack = AsyncExitStack()
         self._shutdown = asyncio.Event()
@@ -107,15 +132,26 @@ class Sidecar:
         resources = loader.load(opts.resources_paths, opts.config_files)
         self.secrets.configuration = build_configuration(resources.configurations)
         self.metadata.resiliencies = tuple(r.name for r in resources.resiliencies)
+        self.invoke.resiliency = Resiliency.build(resources.resiliencies)
         processor = ComponentProcessor(self.registry, self.components, opts.app_id, opts.namespace)
         await processor.load_all(resources.components, self._stack)
+        internal_port = await self._start_internal()
         http_port = await self._start_http()
         grpc_port = await self._start_grpc()
-        self.ports = BoundPorts(http_port, grpc_port)
+        self.ports = BoundPorts(http_port, grpc_port, internal_port)
+        await self._start_name_resolution()
         self.health.outbound_ready = True
-        log.info("HTTP API on port %d, gRPC API on port %d", http_port, grpc_port)
+        log.info(
+            "HTTP API on port %d, gRPC API on port %d, internal invocation on port %d",
+            http_port,
+            grpc_port,
+            internal_port,
+        )
         if opts.app_port:
             await self._open_app_channel(opts.app_port)
+            if self.app_health is not None and self.app_channel is not None:
+                probe = asyncio.create_task(self.app_health.run(self.app_channel))
+                self._stack.callback(probe.cancel)
             self._app_wait = asyncio.create_task(self._wait_for_app(opts.app_port))
             self._app_wait.add_done_callback(_log_failure)
             self._stack.callback(self._app_wait.cancel)
@@ -128,7 +164,11 @@ class Sidecar:
         channel: AppChannel
         if opts.app_protocol in ("grpc", "grpcs"):
             channel = GRPCAppChannel(
-                opts.app_channel_address, port, opts.app_max_concurrency, token
+                opts.app_channel_address,
+                port,
+                opts.app_max_concurrency,
+                token,
+                max_message_size=opts.max_body_size,
             )
         else:
             channel = HTTPAppChannel(
@@ -142,6 +182,86 @@ class Sidecar:
         self._stack.push_async_callback(channel.close)
         self.app_channel = channel
 
+    def _app_is_healthy(self) -> bool:
+        return self.app_health is None or self.app_health.healthy
+
+    def _grpc_app_target(self) -> str | None:
+        opts = self.options
+        if not opts.app_port or opts.app_protocol not in ("grpc", "grpcs"):
+            return None
+        return f"{opts.app_channel_address}:{opts.app_port}"
+
+    def _invokable_channel(self) -> InvokableChannel | None:
+        return self.app_channel  # both app channels implement invoke()
+
+    def _advertised_host(self) -> str:
+        """The host other sidecars use to reach this one."""
+        host = self.options.listen_addresses[0]
+        if host in ("0.0.0.0", "::", ""):
+            return os.environ.get("DAPR_HOST_IP") or "127.0.0.1"
+        return host
+
+    async def _start_internal(self) -> int:
+        opts = self.options
+        await self.internal_client.start()
+        self._stack.push_async_callback(self.internal_client.close)
+        app = build_internal_app(self.local_app, opts.max_body_size)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
+        )
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        port = opts.internal_port
+        for host in opts.listen_addresses:
+            sock = _bind(host, port)
+            port = sock.getsockname()[1]
+            await web.SockSite(runner, sock).start()
+        return port
+
+    async def _start_name_resolution(self) -> None:
+        """Start-up step 5: open the resolver and record this sidecar in the run folder."""
+        assert self.ports is not None
+        opts = self.options
+        host = self._advertised_host()
+        me = SelfInfo(
+            opts.app_id, opts.namespace, host, self.ports.internal, self.ports.grpc, self.ports.http
+        )
+        resolver = await open_resolver(self.secrets.configuration.name_resolution, me)
+        self._stack.push_async_callback(resolver.close)
+        self.invoke.resolver = resolver
+        self.invoke.remote = self.internal_client
+        self.instance = runfolder.Instance(
+            app_id=opts.app_id,
+            namespace=opts.namespace,
+            host=host,
+            http_port=self.ports.http,
+            grpc_port=self.ports.grpc,
+            internal_port=self.ports.internal,
+            pid=os.getpid(),
+            started_at=runfolder.now(),
+            app_port=opts.app_port,
+            app_protocol=opts.app_protocol,
+            run_file=opts.run_file,
+        )
+        try:
+            self._record = runfolder.register(self.instance)
+        except OSError as exc:
+            log.warning("cannot record this sidecar in the run folder: %s", exc)
+            return
+        record = self._record
+        self._stack.callback(runfolder.unregister, record)
+
+    def record_app(self, pid: int, command: str, app_dir: str = "") -> None:
+        """Add the app's process to this sidecar's run-folder record (for `daprlite list`)."""
+        if self.instance is None or self._record is None:
+            return
+        try:
+            self.instance = runfolder.update(
+                self._record, self.instance, app_pid=pid, command=command, app_dir=app_dir
+            )
+        except OSError as exc:
+            log.warning("cannot update this sidecar's run-folder record: %s", exc)
+
     async def _start_http(self) -> int:
         opts = self.options
         app = build_app(
@@ -154,6 +274,7 @@ class Sidecar:
             max_body_size=opts.max_body_size,
             api_logging=opts.enable_api_logging,
             api_token=api_token_from_env(),
+            invoke_api=self.invoke,
         )
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
@@ -171,9 +292,22 @@ class Sidecar:
     async def _start_grpc(self) -> int:
         opts = self.options
         servicer = DaprServicer(
-            self.state, self.bindings, self.secrets, self.metadata, self.request_shutdown
+            self.state,
+            self.bindings,
+            self.secrets,
+            self.metadata,
+            self.request_shutdown,
+            self.invoke,
         )
-        server = build_server(servicer, opts.max_body_size, api_token_from_env())
+        proxy = ProxyHandler(
+            opts.app_id,
+            opts.namespace,
+            self._grpc_app_target,
+            lambda: self.invoke.resolver,
+            opts.max_body_size,
+        )
+        self._stack.push_async_callback(proxy.close)
+        server = build_server(servicer, opts.max_body_size, api_token_from_env(), proxy)
         port = opts.grpc_port
         for host in opts.listen_addresses:
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -59,6 +59,10 @@ WHOLE_MESSAGES = (
     "dapr.proto.runtime.v1.BindingEventRequest",
     "dapr.proto.runtime.v1.BindingEventResponse",
     "dapr.proto.runtime.v1.HealthCheckResponse",
+    "dapr.proto.runtime.v1.InvokeServiceRequest",
+    "dapr.proto.common.v1.InvokeRequest",
+    "dapr.proto.common.v1.InvokeResponse",
+    "dapr.proto.common.v1.HTTPExtension",
 )
 
 # The sidecar-to-app services and the RPCs of each that daprlite calls. The
@@ -189,6 +193,7 @@ def test_dapr_service_declares_the_rpcs_daprlite_serves() -> None:
 
     methods = {m.name for m in dapr_pb2.DESCRIPTOR.services_by_name["Dapr"].methods}
     assert {
+        "InvokeService",
         "GetState",
         "GetBulkState",
         "SaveState",

@@ -14,17 +14,21 @@ import grpc
 
 from daprlite._proto.dapr.proto.runtime.v1 import dapr_pb2_grpc
 from daprlite.blocks.bindings import BindingsAPI
+from daprlite.blocks.invoke.api import InvokeAPI
 from daprlite.blocks.metadata import MetadataAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
 from daprlite.security.token import HEADER, token_matches
 from daprlite.transport.grpc.bindings import BindingRPCs
+from daprlite.transport.grpc.invoke import InvokeRPCs
 from daprlite.transport.grpc.metadata import MetadataRPCs
 from daprlite.transport.grpc.secrets import SecretRPCs
 from daprlite.transport.grpc.state import StateRPCs
 
 
-class DaprServicer(StateRPCs, BindingRPCs, SecretRPCs, MetadataRPCs, dapr_pb2_grpc.DaprServicer):
+class DaprServicer(
+    InvokeRPCs, StateRPCs, BindingRPCs, SecretRPCs, MetadataRPCs, dapr_pb2_grpc.DaprServicer
+):
     def __init__(
         self,
         state: StateAPI,
@@ -32,7 +36,9 @@ class DaprServicer(StateRPCs, BindingRPCs, SecretRPCs, MetadataRPCs, dapr_pb2_gr
         secrets: SecretsAPI,
         metadata: MetadataAPI,
         request_shutdown: Callable[[], None],
+        invoke: InvokeAPI,
     ) -> None:
+        self._invoke = invoke
         self._state = state
         self._bindings = bindings
         self._secrets = secrets
@@ -59,7 +65,10 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
 
 
 def build_server(
-    servicer: DaprServicer, max_message_size: int, api_token: str | None = None
+    servicer: DaprServicer,
+    max_message_size: int,
+    api_token: str | None = None,
+    proxy: grpc.GenericRpcHandler | None = None,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         interceptors=[TokenInterceptor(api_token)] if api_token else None,
@@ -70,4 +79,7 @@ def build_server(
         ],
     )
     dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)
+    if proxy is not None:
+        # Consulted only for methods no registered service claims (gRPC proxying).
+        server.add_generic_rpc_handlers((proxy,))
     return server

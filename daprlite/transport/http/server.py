@@ -4,9 +4,10 @@ Middleware, outermost first:
 1. ``error_middleware`` — turns :class:`APIError` into Dapr's JSON error body
    and any unexpected exception into a logged 500 without a traceback in the reply;
 2. ``api_logging_middleware`` (with ``--enable-api-logging``).
-Unknown paths fall through to service invocation, as in Dapr: without a
-``dapr-app-id`` header they get 404 ``ERR_DIRECT_INVOKE``; Dapr API families
-that daprlite does not serve yet get 501 ``ERR_API_UNIMPLEMENTED``.
+Unknown paths fall through to service invocation, as in Dapr: with a
+``dapr-app-id`` header (or its Basic-auth form) the whole path is the method
+called on that app; without one they get 404 ``ERR_DIRECT_INVOKE``, and Dapr
+API families that daprlite does not serve yet get 501 ``ERR_API_UNIMPLEMENTED``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiohttp.typedefs import Middleware
 from daprlite import errors
 from daprlite.security.token import HEADER, is_open, token_matches
 from daprlite.transport.http import bindings as bindings_routes
+from daprlite.transport.http import invoke as invoke_routes
 from daprlite.transport.http import metadata as metadata_routes
 from daprlite.transport.http import secrets as secrets_routes
 from daprlite.transport.http import state as state_routes
@@ -33,7 +35,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Dapr API families that exist but that this build does not serve yet.
 _UNIMPLEMENTED_PREFIXES = (
-    "/v1.0/invoke/",
     "/v1.0/publish/",
     "/v1.0-alpha1/publish/",
     "/v1.0/actors/",
@@ -54,13 +55,12 @@ _UNIMPLEMENTED_PREFIXES = (
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            return await _fallback(request)
     except errors.APIError as exc:
         return error_response(exc)
-    except web.HTTPNotFound:
-        return _fallback(request)
-    except web.HTTPMethodNotAllowed:
-        return _fallback(request)
     except web.HTTPRequestEntityTooLarge:
         return error_response(errors.BODY_TOO_LARGE("request body is larger than the limit"))
     except web.HTTPException:
@@ -70,11 +70,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(errors.INTERNAL("internal error; see the sidecar log"))
 
 
-def _fallback(request: web.Request) -> web.Response:
+async def _fallback(request: web.Request) -> web.StreamResponse:
+    """Unmatched routes are service invocation when they name a target (dapr-api.md 1.2)."""
+    target = invoke_routes.app_id_from_headers(request)
+    if target and invoke_routes.API_KEY in request.app:
+        return await invoke_routes.invoke_by_header(request, target)
     path = request.path
-    if any(path.startswith(p) for p in _UNIMPLEMENTED_PREFIXES) or request.headers.get(
-        "dapr-app-id"
-    ):
+    if any(path.startswith(p) for p in _UNIMPLEMENTED_PREFIXES):
         return error_response(
             errors.API_UNIMPLEMENTED(f"{request.method} {path} is not implemented by daprlite yet")
         )
@@ -127,6 +129,7 @@ def build_app(
     max_body_size: int,
     api_logging: bool = False,
     api_token: str | None = None,
+    invoke_api: invoke_routes.InvokeAPI | None = None,
 ) -> web.Application:
     # Outermost first: API logging sees the final status, errors and refusals included.
     middlewares: list[Middleware] = []
@@ -147,4 +150,7 @@ def build_app(
     app.add_routes(state_routes.routes())
     app.add_routes(bindings_routes.routes())
     app.add_routes(secrets_routes.routes())
+    if invoke_api is not None:
+        app[invoke_routes.API_KEY] = invoke_api
+        app.add_routes(invoke_routes.routes())
     return app

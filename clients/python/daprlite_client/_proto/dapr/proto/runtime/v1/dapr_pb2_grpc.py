@@ -5,7 +5,9 @@
 import grpc
 import warnings
 
+from daprlite_client._proto.dapr.proto.common.v1 import common_pb2 as dapr_dot_proto_dot_common_dot_v1_dot_common__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import binding_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2
+from daprlite_client._proto.dapr.proto.runtime.v1 import invoke_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import metadata_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_metadata__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import secret_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import state_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2
@@ -41,6 +43,11 @@ class DaprStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.InvokeService = channel.unary_unary(
+                '/dapr.proto.runtime.v1.Dapr/InvokeService',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2.InvokeServiceRequest.SerializeToString,
+                response_deserializer=dapr_dot_proto_dot_common_dot_v1_dot_common__pb2.InvokeResponse.FromString,
+                _registered_method=True)
         self.GetState = channel.unary_unary(
                 '/dapr.proto.runtime.v1.Dapr/GetState',
                 request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2.GetStateRequest.SerializeToString,
@@ -111,6 +118,13 @@ class DaprStub:
 class DaprServicer:
     """The API an application (or an SDK) calls on its sidecar.
     """
+
+    def InvokeService(self, request, context):
+        """Service invocation (deprecated in Dapr in favour of gRPC proxying, still used by the SDKs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetState(self, request, context):
         """State management.
@@ -197,6 +211,11 @@ class DaprServicer:
 
 def add_DaprServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'InvokeService': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvokeService,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2.InvokeServiceRequest.FromString,
+                    response_serializer=dapr_dot_proto_dot_common_dot_v1_dot_common__pb2.InvokeResponse.SerializeToString,
+            ),
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
                     request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2.GetStateRequest.FromString,
@@ -273,6 +292,33 @@ def add_DaprServicer_to_server(servicer, server):
 class Dapr:
     """The API an application (or an SDK) calls on its sidecar.
     """
+
+    @staticmethod
+    def InvokeService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/InvokeService',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2.InvokeServiceRequest.SerializeToString,
+            dapr_dot_proto_dot_common_dot_v1_dot_common__pb2.InvokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetState(request,

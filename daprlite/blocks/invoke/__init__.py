@@ -1,0 +1,1 @@
+"""The service-invocation building block (caller side and callee side)."""

@@ -1,0 +1,1 @@
+"""Name resolution components: app id -> the address of that app's sidecar."""
