@@ -15,6 +15,7 @@ import pytest
 
 from daprlite.testing import component_yaml
 from tests.integration.harness import SidecarProcess
+from tests.integration.invoke_system import InvokeSystem, start_system
 from tests.services import POSTGRES_DSN, REDIS_HOST
 
 STORE_TYPES = ["state.in-memory", "state.sqlite", "state.redis", "state.postgresql"]
@@ -76,3 +77,13 @@ def store_sidecar(
 @pytest.fixture
 def key() -> str:
     return f"k-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def invoke_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InvokeSystem]:
+    """The caller sidecar and the callee apps of the invocation tests (see invoke_system.py)."""
+    system = start_system(tmp_path_factory.mktemp("invoke"))
+    try:
+        yield system
+    finally:
+        system.stop()

@@ -1,0 +1,122 @@
+"""Invocation while callees come and go: down, crashed and restarting, unhealthy.
+
+Each test starts its own callee next to the shared caller sidecar, so stopping
+or killing it affects no other test.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+from tests.integration.harness import wait_for
+from tests.integration.http import call
+from tests.integration.invoke_system import InvokeSystem, start_callee, wait_until_reachable
+
+
+def test_a_callee_that_is_down_gives_a_clear_error(invoke_system: InvokeSystem) -> None:
+    callee = start_callee("gone", invoke_system.home, invoke_system.resources).wait_ready()
+    try:
+        wait_until_reachable(invoke_system, "gone")
+    finally:
+        callee.stop()
+    reply = call("GET", f"{invoke_system.url}/v1.0/invoke/gone/method/x")
+    assert reply.status == 500
+    body = reply.json()
+    assert isinstance(body, dict)
+    assert body["errorCode"] == "ERR_DIRECT_INVOKE" and "gone" in body["message"]
+    # A clean stop removed its run-folder record.
+    assert not list((invoke_system.home / "run").glob("gone.*.json"))
+
+
+def test_a_crashed_callee_leaves_a_stale_record_that_does_not_break_calls(
+    invoke_system: InvokeSystem,
+) -> None:
+    first = start_callee("phoenix", invoke_system.home, invoke_system.resources).wait_ready()
+    second = None
+    try:
+        wait_until_reachable(invoke_system, "phoenix")
+        first.proc.send_signal(signal.SIGKILL)  # no clean-up: the record stays behind
+        first.proc.wait(10)
+        assert list((invoke_system.home / "run").glob(f"phoenix.{first.proc.pid}.json"))
+        second = start_callee("phoenix", invoke_system.home, invoke_system.resources)
+        second.wait_ready()
+        wait_until_reachable(invoke_system, "phoenix")
+        reply = call("GET", f"{invoke_system.url}/v1.0/invoke/phoenix/method/after-crash")
+        assert reply.status == 200
+        body = reply.json()
+        assert isinstance(body, dict)
+        assert body["path"] == "/after-crash"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    # Readers pruned the dead sidecar's record.
+    assert not list((invoke_system.home / "run").glob(f"phoenix.{first.proc.pid}.json"))
+
+
+def test_a_call_made_while_the_callee_restarts_is_retried_until_it_is_back(
+    invoke_system: InvokeSystem,
+) -> None:
+    first = start_callee("restarter", invoke_system.home, invoke_system.resources).wait_ready()
+    holder: dict[str, object] = {}
+    try:
+        wait_until_reachable(invoke_system, "restarter")
+        first.stop()
+
+        def restart() -> None:
+            time.sleep(0.3)
+            holder["second"] = start_callee(
+                "restarter", invoke_system.home, invoke_system.resources
+            )
+
+        thread = threading.Thread(target=restart)
+        thread.start()
+        # Dapr's built-in service retries (3 x 1 s when the callee's sidecar cannot be
+        # reached) carry this call over the restart.
+        reply = call("POST", f"{invoke_system.url}/v1.0/invoke/restarter/method/during", data=b"x")
+        thread.join()
+        assert reply.status == 200, reply.body
+        body = reply.json()
+        assert isinstance(body, dict)
+        assert body["path"] == "/during"
+    finally:
+        first.stop()
+        second = holder.get("second")
+        if second is not None:
+            second.stop()  # type: ignore[attr-defined]
+
+
+def test_an_unhealthy_app_is_not_invoked_until_it_recovers(
+    invoke_system: InvokeSystem, tmp_path: Path
+) -> None:
+    flag = tmp_path / "unhealthy"
+    callee = start_callee(
+        "checked",
+        invoke_system.home,
+        invoke_system.resources,
+        extra_args=(
+            "--enable-app-health-check",
+            "--app-health-check-path",
+            "/healthz",
+            "--app-health-probe-interval",
+            "0.1",
+            "--app-health-threshold",
+            "2",
+        ),
+        env={"UNHEALTHY_FILE": str(flag)},
+    ).wait_ready()
+    url = f"{invoke_system.url}/v1.0/invoke/checked/method/work"
+    try:
+        wait_until_reachable(invoke_system, "checked")
+        flag.touch()
+        wait_for(lambda: call("GET", url).status == 500, 30, "the app marked unhealthy")
+        body = call("GET", url).json()
+        assert isinstance(body, dict)
+        assert "health" in str(body["message"])
+        flag.unlink()
+        wait_for(lambda: call("GET", url).status == 200, 30, "the app healthy again")
+    finally:
+        callee.stop()
