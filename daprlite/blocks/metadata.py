@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from daprlite import DAPR_RUNTIME_VERSION, __version__
 from daprlite.components.bindings.api import Capability, InputBinding, OutputBinding
 from daprlite.components.state.api import Feature
+from daprlite.config.options import AppHealthOptions
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
 
@@ -30,6 +31,14 @@ class AppConnection:
     protocol: str
     channel_address: str
     max_concurrency: int
+    health: AppHealthOptions | None = None
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it in Dapr's metadata ("5s", "500ms", "1.5s")."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,8 @@ class NameResolutionSpec:
 class Configuration:
     secret_scopes: Mapping[str, SecretScope] = field(default_factory=dict)
     name_resolution: NameResolutionSpec | None = None
+    # spec.tracing.samplingRate: the share of new traces marked sampled ("0" off .. "1" all).
+    tracing_sampling_rate: float = 0.0
 
     def secret_allowed(self, store: str, key: str) -> bool:
         scope = self.secret_scopes.get(store)
@@ -128,12 +130,42 @@ def _name_resolution(res: Resource) -> NameResolutionSpec | None:
     )
 
 
+def _sampling_rate(res: Resource) -> float | None:
+    tracing = res.spec.get("tracing")
+    if tracing is None:
+        return None
+    if not isinstance(tracing, Mapping):
+        raise ResourceError(
+            res.source, f"Configuration {res.name!r}", "spec.tracing", "expected a mapping"
+        )
+    raw = tracing.get("samplingRate")
+    if raw is None or raw == "":
+        return None
+    try:
+        rate = float(str(raw))
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ResourceError(
+            res.source,
+            f"Configuration {res.name!r}",
+            "spec.tracing.samplingRate",
+            f"expected a number from 0 to 1, got {raw!r}",
+        )
+    return rate
+
+
 def build_configuration(resources: Iterable[Resource]) -> Configuration:
     """Merge Configuration documents in load order (later ones win per store)."""
     scopes: dict[str, SecretScope] = {}
     name_resolution: NameResolutionSpec | None = None
+    sampling = 0.0
     for res in resources:
         scopes.update(_secret_scopes(res))
         # A later document's nameResolution replaces an earlier one whole.
         name_resolution = _name_resolution(res) or name_resolution
-    return Configuration(secret_scopes=scopes, name_resolution=name_resolution)
+        rate = _sampling_rate(res)
+        sampling = sampling if rate is None else rate
+    return Configuration(
+        secret_scopes=scopes, name_resolution=name_resolution, tracing_sampling_rate=sampling
+    )

@@ -96,6 +96,7 @@ class Sidecar:
                 options.app_protocol,
                 options.app_channel_address,
                 options.app_max_concurrency,
+                options.app_health,
             )
         self.metadata = MetadataAPI(options.app_id, self.components, app_conn)
         self.app_health = AppHealth(options.app_health) if options.app_health else None
@@ -132,6 +133,7 @@ class Sidecar:
         resources = loader.load(opts.resources_paths, opts.config_files)
         self.secrets.configuration = build_configuration(resources.configurations)
         self.metadata.resiliencies = tuple(r.name for r in resources.resiliencies)
+        self.invoke.sampling_rate = self.secrets.configuration.tracing_sampling_rate
         self.invoke.resiliency = Resiliency.build(resources.resiliencies)
         processor = ComponentProcessor(self.registry, self.components, opts.app_id, opts.namespace)
         await processor.load_all(resources.components, self._stack)

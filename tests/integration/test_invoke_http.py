@@ -297,3 +297,15 @@ def test_an_app_can_invoke_itself(invoke_system: InvokeSystem) -> None:
     headers = got["headers"]
     assert isinstance(headers, dict)
     assert headers["dapr-caller-app-id"] == "echo"
+
+
+def test_namespaced_app_id_in_the_callers_namespace(invoke_system: InvokeSystem) -> None:
+    assert echoed(invoke(invoke_system, "GET", "ns", app="echo.default"))["path"] == "/ns"
+
+
+def test_app_id_in_another_namespace_is_not_found(invoke_system: InvokeSystem) -> None:
+    reply = invoke(invoke_system, "GET", "ns", app="echo.elsewhere")
+    assert reply.status == 500
+    body = reply.json()
+    assert isinstance(body, dict)
+    assert "couldn't find service" in body["message"] and "elsewhere" in body["message"]

@@ -120,3 +120,31 @@ def test_an_unhealthy_app_is_not_invoked_until_it_recovers(
         wait_for(lambda: call("GET", url).status == 200, 30, "the app healthy again")
     finally:
         callee.stop()
+
+
+def _max_in_flight(system: InvokeSystem, app_id: str, key: str) -> int:
+    url = f"{system.url}/v1.0/invoke/{app_id}/method/inflight/{key}?ms=300"
+    threads = [threading.Thread(target=call, args=("GET", url)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = call("GET", f"{system.url}/v1.0/invoke/{app_id}/method/counter/max-{key}").json()
+    assert isinstance(got, dict)
+    return int(got["calls"])
+
+
+def test_app_max_concurrency_bounds_calls_in_flight(invoke_system: InvokeSystem) -> None:
+    limited = start_callee(
+        "limited",
+        invoke_system.home,
+        invoke_system.resources,
+        extra_args=("--app-max-concurrency", "1"),
+    ).wait_ready()
+    try:
+        wait_until_reachable(invoke_system, "limited")
+        assert _max_in_flight(invoke_system, "limited", "k") == 1
+    finally:
+        limited.stop()
+    # The same four calls to an unlimited app do overlap.
+    assert _max_in_flight(invoke_system, "echo", "unlimited") > 1

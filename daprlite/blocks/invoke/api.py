@@ -20,6 +20,7 @@ Failures and retries (dapr-api.md 3.5 and 10.4):
 from __future__ import annotations
 
 import logging
+import random
 from typing import Protocol
 
 from daprlite import errors
@@ -88,17 +89,19 @@ class InvokeAPI:
         remote: RemoteInvoker | None = None,
         resolver: Resolver | None = None,
         resiliency: Resiliency | None = None,
-        sample_new_traces: bool = False,
+        sampling_rate: float = 0.0,
     ) -> None:
         self.me = me
         self.local = local
         self.remote = remote
         self.resolver = resolver
         self.resiliency = resiliency or Resiliency.build(())
-        self._sample = sample_new_traces
+        self.sampling_rate = sampling_rate
 
     def trace_for(self, traceparent: str | None, tracestate: str | None) -> TraceContext:
-        return continue_trace(traceparent, tracestate, self._sample)
+        """This hop's trace context; a new trace is sampled at the configured rate."""
+        sample = self.sampling_rate > 0 and random.random() < self.sampling_rate
+        return continue_trace(traceparent, tracestate, sample)
 
     async def invoke(self, target: str, req: InvokeRequest, trace: TraceContext) -> InvokeResponse:
         app_id, namespace = split_target(target, self.me.namespace)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from google.protobuf import empty_pb2
 
 from daprlite._proto.dapr.proto.runtime.v1 import metadata_pb2
-from daprlite.blocks.metadata import MetadataAPI
+from daprlite.blocks.metadata import MetadataAPI, go_duration
 from daprlite.transport.grpc.common import call
 
 log = logging.getLogger("daprlite.grpc")
@@ -49,6 +49,12 @@ class MetadataRPCs:
                         max_concurrency=ac.max_concurrency,
                     )
                 )
+                if ac.health is not None:
+                    health = out.app_connection_properties.health
+                    health.health_check_path = ac.health.path
+                    health.health_probe_interval = go_duration(ac.health.interval)
+                    health.health_probe_timeout = go_duration(ac.health.timeout)
+                    health.health_threshold = ac.health.threshold
             return out
 
         return await call(context, work)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from daprlite import errors
-from daprlite.blocks.metadata import Health, MetadataAPI, MetadataSnapshot
+from daprlite.blocks.metadata import Health, MetadataAPI, MetadataSnapshot, go_duration
 from daprlite.transport.http.common import read_body
 
 log = logging.getLogger("daprlite.http")
@@ -67,6 +67,13 @@ def snapshot_json(snap: MetadataSnapshot) -> dict[str, object]:
             "channelAddress": ac.channel_address,
             "maxConcurrency": ac.max_concurrency,
         }
+        if ac.health is not None:
+            out["appConnectionProperties"]["health"] = {  # type: ignore[index]
+                "healthCheckPath": ac.health.path,
+                "healthProbeInterval": go_duration(ac.health.interval),
+                "healthProbeTimeout": go_duration(ac.health.timeout),
+                "healthThreshold": ac.health.threshold,
+            }
     return out
 
 

@@ -5,6 +5,8 @@ Routes (any verb):
 - ``/slow?ms=N`` sleeps N milliseconds, then echoes;
 - ``/flaky/{key}?fail=N`` fails with 503 the first N calls for ``key``, then echoes;
 - ``/counter/{key}`` returns how many calls reached ``/flaky/{key}`` or ``/status``;
+- ``/inflight/{key}?ms=N`` holds the call N ms; ``/counter/max-{key}`` is the most
+  such calls the app had in flight at once;
 - ``/healthz`` answers 204 unless the file named by ``UNHEALTHY_FILE`` exists;
 - anything else echoes: verb, path, raw query, headers and body (base64).
 The port comes from ``APP_PORT``.
@@ -21,6 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 calls: collections.Counter[str] = collections.Counter()
+inflight: collections.Counter[str] = collections.Counter()
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -55,6 +58,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if calls[key] <= int(request.query.get("fail", "2")):
             return web.json_response({"attempt": calls[key]}, status=503)
         return await echo(request)
+    if path.startswith("/inflight/"):
+        key = path.rsplit("/", 1)[1]
+        inflight[key] += 1
+        calls[f"max-{key}"] = max(calls[f"max-{key}"], inflight[key])
+        try:
+            await asyncio.sleep(int(request.query.get("ms", "200")) / 1000)
+        finally:
+            inflight[key] -= 1
+        return web.json_response({"ok": True})
     if path.startswith("/counter/"):
         return web.json_response({"calls": calls[path.rsplit("/", 1)[1]]})
     if path == "/healthz":
