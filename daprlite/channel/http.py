@@ -4,7 +4,7 @@ One pooled aiohttp session per sidecar. ``--app-max-concurrency`` bounds the
 calls in flight; with ``APP_API_TOKEN`` set, every call carries it as
 ``dapr-api-token``. ``https`` apps are reached over TLS without certificate
 verification (the app is local and usually self-signed, as in Dapr);
-``h2c`` apps are spoken to over HTTP/1.1, which every h2c server also accepts.
+``h2c`` apps have their own channel (``channel/h2c.py``).
 """
 
 from __future__ import annotations

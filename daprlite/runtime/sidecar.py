@@ -28,6 +28,7 @@ from daprlite.blocks.metadata import AppConnection, Health, MetadataAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
 from daprlite.channel.grpc import GRPCAppChannel
+from daprlite.channel.h2c import H2CAppChannel
 from daprlite.channel.http import HTTPAppChannel
 from daprlite.components.nameresolution import runfolder
 from daprlite.components.nameresolution.api import SelfInfo
@@ -85,6 +86,7 @@ class Sidecar:
         self.registry = registry or Registry()
         self.components = ComponentStore()
         self.health = Health()
+        self.resiliency = Resiliency.build(())  # replaced by the loaded policies in _start
         self.state = StateAPI(self.components, options.app_id, options.namespace)
         self.bindings = BindingsAPI(self.components)
         self.secrets = SecretsAPI(self.components, Configuration())
@@ -134,7 +136,11 @@ class Sidecar:
         self.secrets.configuration = build_configuration(resources.configurations)
         self.metadata.resiliencies = tuple(r.name for r in resources.resiliencies)
         self.invoke.sampling_rate = self.secrets.configuration.tracing_sampling_rate
-        self.invoke.resiliency = Resiliency.build(resources.resiliencies)
+        self.resiliency = Resiliency.build(resources.resiliencies)
+        self.invoke.resiliency = self.resiliency
+        self.state.resiliency = self.resiliency
+        self.bindings.resiliency = self.resiliency  # also used for input-binding deliveries
+        self.secrets.resiliency = self.resiliency
         processor = ComponentProcessor(self.registry, self.components, opts.app_id, opts.namespace)
         await processor.load_all(resources.components, self._stack)
         internal_port = await self._start_internal()
@@ -172,6 +178,8 @@ class Sidecar:
                 token,
                 max_message_size=opts.max_body_size,
             )
+        elif opts.app_protocol == "h2c":
+            channel = H2CAppChannel(opts.app_channel_address, port, opts.app_max_concurrency, token)
         else:
             channel = HTTPAppChannel(
                 opts.app_channel_address,

@@ -7,13 +7,19 @@ or killing it affects no other test.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 
-from tests.integration.harness import wait_for
+from tests.integration.harness import SidecarProcess, free_port, wait_for
 from tests.integration.http import call
-from tests.integration.invoke_system import InvokeSystem, start_callee, wait_until_reachable
+from tests.integration.invoke_system import (
+    APPS,
+    InvokeSystem,
+    start_callee,
+    wait_until_reachable,
+)
 
 
 def test_a_callee_that_is_down_gives_a_clear_error(invoke_system: InvokeSystem) -> None:
@@ -148,3 +154,38 @@ def test_app_max_concurrency_bounds_calls_in_flight(invoke_system: InvokeSystem)
         limited.stop()
     # The same four calls to an unlimited app do overlap.
     assert _max_in_flight(invoke_system, "echo", "unlimited") > 1
+
+
+def test_h2c_app_is_spoken_to_over_http2(invoke_system: InvokeSystem) -> None:
+    port = free_port()
+    callee = SidecarProcess(
+        [invoke_system.resources],
+        app_id="h2capp",
+        home=invoke_system.home,
+        extra_args=["--app-port", str(port), "--app-protocol", "h2c"],
+        command=[sys.executable, str(APPS / "invoke_h2c_app.py")],
+        env={"APP_PORT": str(port), "APP_API_TOKEN": "h2c-token"},
+    ).wait_ready()
+    try:
+        wait_until_reachable(invoke_system, "h2capp")
+        reply = call(
+            "PUT",
+            f"{invoke_system.url}/v1.0/invoke/h2capp/method/items/3?x=1",
+            data=b"payload",
+            headers={"Content-Type": "text/plain", "X-Custom": "v"},
+        )
+        assert reply.status == 200 and reply.headers["x-app-answer"] == "yes"
+        got = reply.json()
+        assert isinstance(got, dict)
+        assert got["http_version"] == "2"
+        assert (got["verb"], got["path"], got["query"], got["body"]) == (
+            "PUT",
+            "/items/3",
+            "x=1",
+            "payload",
+        )
+        assert got["headers"]["x-custom"] == "v"
+        assert got["headers"]["dapr-api-token"] == "h2c-token"
+        assert got["headers"]["dapr-caller-app-id"] == "caller"
+    finally:
+        callee.stop()
