@@ -1,4 +1,4 @@
-"""The ``daprlite`` command: ``run``, ``sidecar``, ``init`` and ``--version``."""
+"""The ``daprlite`` command: ``run`` (and ``run -f``), ``sidecar``, ``init``, ``list``, ``stop``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 from daprlite import __version__
 from daprlite.cli import init as init_cmd
+from daprlite.cli import listing, runfile
 from daprlite.cli.flags import add_sidecar_flags, options_from
+from daprlite.cli.multiapp import run_apps
 from daprlite.cli.run import (
     default_resources_path,
     generated_app_id,
@@ -31,10 +33,49 @@ def _parser() -> argparse.ArgumentParser:
         usage="daprlite run [flags] [-- command ...]",
     )
     add_sidecar_flags(run, default_http=0, default_grpc=0)
+    run.add_argument(
+        "--run-file",
+        "-f",
+        default=None,
+        metavar="FILE|DIR",
+        help="run every app of a multi-app run file (a folder means its dapr.yaml)",
+    )
     side = sub.add_parser("sidecar", help="run only the sidecar (ports default to 3500/50001)")
     add_sidecar_flags(side, default_http=DEFAULT_HTTP_PORT, default_grpc=DEFAULT_GRPC_PORT)
     sub.add_parser("init", help="write the embedded default components to ~/.daprlite")
+    lst = sub.add_parser("list", help="list the daprlite sidecars running on this machine")
+    lst.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    stop = sub.add_parser(
+        "stop",
+        help="stop running sidecars and their apps",
+        usage="daprlite stop (--app-id ID ... | -f FILE|DIR)",
+    )
+    stop.add_argument(
+        "--app-id", "-a", action="append", dest="app_ids", default=[], help="repeatable"
+    )
+    stop.add_argument(
+        "--run-file", "-f", default=None, metavar="FILE|DIR", help="every app of this run file"
+    )
     return p
+
+
+def _multi_app_run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]
+) -> int:
+    """``daprlite run -f``: everything else comes from the run file."""
+    if command:
+        parser.error("`daprlite run -f` takes no app command; each app's is in the run file")
+    defaults = vars(parser.parse_args(["run"]))
+    others = sorted(k for k, v in vars(args).items() if k != "run_file" and v != defaults[k])
+    if others:
+        flags = ", ".join("--" + k.replace("_", "-") for k in others)
+        parser.error(f"--run-file cannot be combined with {flags}; set them in the run file")
+    try:
+        spec = runfile.load(runfile.resolve_path(args.run_file))
+    except runfile.RunFileError as exc:
+        status(f"❌  {exc}")
+        return 1
+    return run_async(run_apps(spec))
 
 
 def _resources(args: argparse.Namespace, required_default: bool) -> list[Path] | None:
@@ -64,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in init_cmd.init():
             status(line)
         return 0
+    if args.command == "list":
+        return listing.list_command(args.output)
+    if args.command == "stop":
+        if not args.app_ids and args.run_file is None:
+            parser.error("`daprlite stop` needs --app-id ID or -f FILE|DIR")
+        return listing.stop_command(args.app_ids, args.run_file)
+    if args.command == "run" and args.run_file is not None:
+        return _multi_app_run(parser, args, command)
     if args.command not in ("run", "sidecar"):
         parser.print_help()
         return 2

@@ -102,6 +102,7 @@ async def run_with_app(options: Options, command: Sequence[str]) -> int:
         await sidecar.stop()
         return 1
     status("✅  You're up and running! Both Dapr and your app logs will appear here.")
+    sidecar.record_app(proc.pid, " ".join(command), os.getcwd())
     sidecar.metadata.set("appCommand", " ".join(command))
     sidecar.metadata.set("appPID", str(proc.pid))
     sidecar.metadata.set("cliPID", str(os.getpid()))
