@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install daprlite, write the embedded default
-# components (`daprlite init`), then run a sidecar next to a small demo app that
-# uses the state API. Nothing else to install: the state store is a SQLite file.
+# components (`daprlite init`), then run the two-app demo system (each app with
+# its own sidecar: state and service invocation). Nothing else to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/bootstrap.sh fast
 .venv/bin/daprlite init
-exec .venv/bin/daprlite run --app-id demo -- .venv/bin/python scripts/demo/app.py
+exec .venv/bin/daprlite run -f scripts/demo/dapr.yaml

@@ -1,17 +1,22 @@
-"""A tiny app that uses its daprlite sidecar's state API over plain HTTP.
+"""The `shop` app of the demo: state and service invocation through its sidecar.
 
 It needs nothing but the standard library: the sidecar's port comes from
-DAPR_HTTP_PORT, which `daprlite run` sets, exactly as `dapr run` does.
+DAPR_HTTP_PORT, which `daprlite run` sets, exactly as `dapr run` does. It uses
+the state API directly, then calls the `orders` app by app id, and finally
+asks `orders` to stop so that the whole demo system exits.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 
-BASE = f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}/v1.0/state/statestore"
+SIDECAR = f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}"
+BASE = f"{SIDECAR}/v1.0/state/statestore"
+ORDERS = f"{SIDECAR}/v1.0/invoke/orders/method"
 
 
 def request(method: str, url: str, body: object = None, headers: dict[str, str] | None = None):
@@ -22,6 +27,21 @@ def request(method: str, url: str, body: object = None, headers: dict[str, str] 
             return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read()
+
+
+def invoke_orders() -> None:
+    # The orders app may still be starting: its sidecar answers 500 until it is up.
+    for _ in range(50):
+        status, _, _ = request("GET", f"{ORDERS}/orders/none")
+        if status == 404:
+            break
+        time.sleep(0.2)
+    status, _, body = request("PUT", f"{ORDERS}/orders/7", {"item": "coffee", "qty": 1})
+    print(f"invoke orders: PUT /orders/7        -> HTTP {status} {body.decode()}")
+    status, _, body = request("GET", f"{ORDERS}/orders/7")
+    print(f"invoke orders: GET /orders/7        -> HTTP {status} {body.decode()}")
+    request("POST", f"{ORDERS}/quit")
+    print("asked orders to stop; the demo system exits")
 
 
 def main() -> None:
@@ -49,6 +69,8 @@ def main() -> None:
 
     status, _, _ = request("DELETE", f"{BASE}/order-1")
     print(f"deleted order-1                     -> HTTP {status}")
+
+    invoke_orders()
 
 
 if __name__ == "__main__":
