@@ -3,8 +3,16 @@
 Transports parse their wire format into the request types below and call
 :class:`StateAPI`. The block finds the store, validates keys and options,
 applies the key prefix, calls the component through the contract in
-``components/state/api.py`` and maps component errors onto the catalogue
-(``daprlite.errors``). It knows nothing about HTTP or gRPC.
+``components/state/api.py`` under the store's resiliency policy
+(``components.<store>.outbound``, see ``blocks/_resilient.py``) and maps
+component errors onto the catalogue (``daprlite.errors``). It knows nothing
+about HTTP or gRPC.
+
+Only transient store failures are retried and counted by the circuit breaker;
+an etag mismatch, an invalid etag, an unsupported capability or bad metadata is
+the caller's mistake and answered at once. A timed-out attempt or an open
+breaker becomes the operation's usual error (``ERR_STATE_GET`` and so on) with
+a message that says so.
 """
 
 from __future__ import annotations
@@ -13,9 +21,17 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from daprlite import errors
-from daprlite.components.errors import ComponentError, ETagInvalidError, ETagMismatchError
+from daprlite.blocks._resilient import CALL_FAILURES, call_component, failure_reason
+from daprlite.components.errors import (
+    ComponentError,
+    ETagInvalidError,
+    ETagMismatchError,
+    MetadataError,
+    NotSupportedError,
+)
 from daprlite.components.state.api import (
     BulkGetItem,
     BulkStateStore,
@@ -34,6 +50,7 @@ from daprlite.components.state.api import (
     TransactionOperation,
 )
 from daprlite.components.state.query import QueryError, parse_query
+from daprlite.resiliency import Policy, Resiliency
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
 log = logging.getLogger("daprlite.state")
@@ -130,23 +147,47 @@ def _ttl(metadata: Mapping[str, str], where: str) -> int | None:
     return None if ttl == 0 else ttl
 
 
+_REFUSALS = (ETagMismatchError, ETagInvalidError, NotSupportedError, MetadataError)
+
+
+def _refused(exc: ComponentError) -> bool:
+    """The caller's mistakes: a retry cannot fix them and they say nothing of the store's health."""
+    return isinstance(exc, _REFUSALS)
+
+
 class StateAPI:
     """Transport-neutral state operations over the sidecar's state stores."""
 
-    def __init__(self, components: ComponentStore, app_id: str, namespace: str = "") -> None:
+    def __init__(
+        self,
+        components: ComponentStore,
+        app_id: str,
+        namespace: str = "",
+        resiliency: Resiliency | None = None,
+    ) -> None:
         self._components = components
         self._app_id = app_id
         self._namespace = namespace
-        # name -> (live component, store, key prefix), resolved once per component:
-        # this lookup sits on every request's path.
-        self._resolved: dict[str, tuple[LiveComponent, StateStore, str]] = {}
+        self._resiliency = resiliency or Resiliency.build(())
+        # name -> (live component, store, key prefix, policy or None when it does
+        # nothing), resolved once per component: this lookup sits on every request's path.
+        self._resolved: dict[str, tuple[LiveComponent, StateStore, str, Policy | None]] = {}
+
+    @property
+    def resiliency(self) -> Resiliency:
+        return self._resiliency
+
+    @resiliency.setter
+    def resiliency(self, value: Resiliency) -> None:
+        self._resiliency = value
+        self._resolved.clear()  # the cached policies came from the old one
 
     # -- lookup and keys -----------------------------------------------------------------
-    def _store(self, name: str) -> tuple[StateStore, str]:
+    def _store(self, name: str) -> tuple[StateStore, str, Policy | None]:
         comp = self._components.get("state", name)
         cached = self._resolved.get(name)
         if cached is not None and cached[0] is comp:
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         if comp is None:
             if not self._components.of_category("state"):
                 raise errors.STATE_STORE_NOT_CONFIGURED("state store is not configured")
@@ -158,8 +199,10 @@ class StateAPI:
             raise errors.ILLEGAL_KEY(f"keyPrefix of state store {name} must not contain '||'")
         store = comp.instance
         assert isinstance(store, StateStore)
-        self._resolved[name] = (comp, store, prefix)
-        return store, prefix
+        found = self._resiliency.component_outbound(name, "statestore")
+        policy = None if found.is_noop else found
+        self._resolved[name] = (comp, store, prefix, policy)
+        return store, prefix, policy
 
     @staticmethod
     def _full_key(prefix: str, key: str, where: str = "key") -> str:
@@ -176,22 +219,24 @@ class StateAPI:
         return stored[len(prefix) + len(SEPARATOR) :] if prefix else stored
 
     def features(self, name: str) -> frozenset[Feature]:
-        store, _ = self._store(name)
+        store, _, _ = self._store(name)
         return store.features()
 
     # -- operations ---------------------------------------------------------------------
     async def get(
         self, store_name: str, key: str, metadata: Mapping[str, str], consistency: str = ""
     ) -> GetResponse | None:
-        store, prefix = self._store(store_name)
+        store, prefix, policy = self._store(store_name)
         req = GetRequest(
             self._full_key(prefix, key), metadata, _consistency(consistency, "consistency")
         )
         try:
-            return await store.get(req)
-        except ComponentError as exc:
+            if policy is None:  # the hot path: no closure, no extra call
+                return await store.get(req)
+            return await call_component(policy, lambda: store.get(req), _refused)
+        except CALL_FAILURES as exc:
             raise errors.STATE_GET(
-                f"fail to get {key} from state store {store_name}: {exc}"
+                f"fail to get {key} from state store {store_name}: {failure_reason(exc)}"
             ) from exc
 
     async def bulk_get(
@@ -201,33 +246,41 @@ class StateAPI:
         metadata: Mapping[str, str],
         parallelism: int = 0,
     ) -> list[BulkGetItem]:
-        store, prefix = self._store(store_name)
+        store, prefix, policy = self._store(store_name)
         if not keys:
             return []
         full = [self._full_key(prefix, k, "keys[]") for k in keys]
         if isinstance(store, BulkStateStore):
             try:
-                items = await store.bulk_get(full, metadata)
-            except ComponentError as exc:
+                items = await call_component(
+                    policy, lambda: store.bulk_get(full, metadata), _refused
+                )
+            except CALL_FAILURES as exc:
                 raise errors.STATE_BULK_GET(
-                    f"failed getting bulk state from {store_name}: {exc}"
+                    f"failed getting bulk state from {store_name}: {failure_reason(exc)}"
                 ) from exc
         else:
-            items = await self._fan_out(store, full, metadata, max(parallelism, 1))
+            items = await self._fan_out(store, policy, full, metadata, max(parallelism, 1))
         return [replace(item, key=k) for k, item in zip(keys, items, strict=True)]
 
     @staticmethod
     async def _fan_out(
-        store: StateStore, keys: Sequence[str], metadata: Mapping[str, str], parallelism: int
+        store: StateStore,
+        policy: Policy | None,
+        keys: Sequence[str],
+        metadata: Mapping[str, str],
+        parallelism: int,
     ) -> list[BulkGetItem]:
         gate = asyncio.Semaphore(parallelism)
 
         async def one(key: str) -> BulkGetItem:
+            req = GetRequest(key, metadata)
             async with gate:
                 try:
-                    got = await store.get(GetRequest(key, metadata))
-                except ComponentError as exc:
-                    return BulkGetItem(key, error=str(exc))
+                    # One policy run per key, so one slow key cannot fail the others.
+                    got = await call_component(policy, lambda: store.get(req), _refused)
+                except CALL_FAILURES as exc:
+                    return BulkGetItem(key, error=failure_reason(exc))
                 if got is None:
                     return BulkGetItem(key)
                 return BulkGetItem(key, got.data, got.etag, got.metadata)
@@ -258,24 +311,22 @@ class StateAPI:
         )
 
     @staticmethod
-    def _write_error(
-        entry: errors.CatalogueEntry, exc: ComponentError, what: str
-    ) -> errors.APIError:
+    def _write_error(entry: errors.CatalogueEntry, exc: Exception, what: str) -> errors.APIError:
         if isinstance(exc, ETagMismatchError):
             return entry.with_status(*errors.ETAG_MISMATCH_STATUS)(
                 f"{what}: possible etag mismatch. error from state store: {exc}"
             )
         if isinstance(exc, ETagInvalidError):
             return entry.with_status(*errors.ETAG_INVALID_STATUS)(f"{what}: invalid etag: {exc}")
-        return entry(f"{what}: {exc}")
+        return entry(f"{what}: {failure_reason(exc)}")
 
     async def save(self, store_name: str, items: Sequence[SaveItem]) -> None:
-        store, prefix = self._store(store_name)
+        store, prefix, policy = self._store(store_name)
         reqs = [self._set_request(prefix, it, f"states[{i}]") for i, it in enumerate(items)]
         for req, item in zip(reqs, items, strict=True):
             try:
-                await store.set(req)
-            except ComponentError as exc:
+                await call_component(policy, partial(store.set, req), _refused)
+            except CALL_FAILURES as exc:
                 raise self._write_error(
                     errors.STATE_SAVE, exc, f"failed saving state in state store {store_name}"
                 ) from exc
@@ -284,22 +335,22 @@ class StateAPI:
             log.debug("saved key %s in %s", item.key, store_name)
 
     async def delete(self, store_name: str, item: DeleteItem) -> None:
-        store, prefix = self._store(store_name)
+        store, prefix, policy = self._store(store_name)
         req = self._delete_request(prefix, item, "delete")
         try:
-            await store.delete(req)
-        except ComponentError as exc:
+            await call_component(policy, lambda: store.delete(req), _refused)
+        except CALL_FAILURES as exc:
             raise self._write_error(
                 errors.STATE_DELETE, exc, f"failed deleting state with key {item.key}"
             ) from exc
 
     async def delete_bulk(self, store_name: str, items: Sequence[DeleteItem]) -> None:
-        store, prefix = self._store(store_name)
+        store, prefix, policy = self._store(store_name)
         reqs = [self._delete_request(prefix, it, f"states[{i}]") for i, it in enumerate(items)]
         for req in reqs:
             try:
-                await store.delete(req)
-            except ComponentError as exc:
+                await call_component(policy, partial(store.delete, req), _refused)
+            except CALL_FAILURES as exc:
                 raise self._write_error(
                     errors.STATE_BULK_DELETE, exc, f"failed deleting state with key {req.key}"
                 ) from exc
@@ -307,7 +358,7 @@ class StateAPI:
     async def transact(
         self, store_name: str, operations: Sequence[TransactionItem], metadata: Mapping[str, str]
     ) -> None:
-        store, prefix = self._store(store_name)
+        store, prefix, policy = self._store(store_name)
         if not isinstance(store, TransactionalStateStore) or (
             Feature.TRANSACTIONAL not in store.features()
         ):
@@ -335,16 +386,16 @@ class StateAPI:
         if not ops:
             return
         try:
-            await store.multi(ops, metadata)
-        except ComponentError as exc:
+            await call_component(policy, lambda: store.multi(ops, metadata), _refused)
+        except CALL_FAILURES as exc:
             raise errors.STATE_TRANSACTION(
-                f"error while executing state transaction: {exc}"
+                f"error while executing state transaction: {failure_reason(exc)}"
             ) from exc
 
     async def query(
         self, store_name: str, raw_query: bytes | str, metadata: Mapping[str, str]
     ) -> QueryResponse:
-        store, prefix = self._store(store_name)
+        store, prefix, policy = self._store(store_name)
         if not isinstance(store, QueryableStateStore) or Feature.QUERY_API not in store.features():
             raise errors.STATE_QUERY_NOT_SUPPORTED(
                 f"state store {store_name} doesn't support the query API"
@@ -355,10 +406,12 @@ class StateAPI:
             raise errors.STATE_QUERY_MALFORMED(
                 f"failed query in state store {store_name}: {exc}"
             ) from exc
-        full_prefix = f"{prefix}{SEPARATOR}" if prefix else ""
+        req = QueryRequest(query, f"{prefix}{SEPARATOR}" if prefix else "", metadata)
         try:
-            res = await store.query(QueryRequest(query, full_prefix, metadata))
-        except ComponentError as exc:
-            raise errors.STATE_QUERY(f"failed query in state store {store_name}: {exc}") from exc
+            res = await call_component(policy, lambda: store.query(req), _refused)
+        except CALL_FAILURES as exc:
+            raise errors.STATE_QUERY(
+                f"failed query in state store {store_name}: {failure_reason(exc)}"
+            ) from exc
         results = [replace(r, key=self._strip(prefix, r.key)) for r in res.results]
         return replace(res, results=results)

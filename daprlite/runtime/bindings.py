@@ -6,6 +6,13 @@ binding's ``direction`` names ``input``; gRPC apps are asked once through
 handler that delivers the event to the app and raises
 :class:`DeliveryError` when the app fails, so the component retries or leaves
 the event unacknowledged.
+
+Each call to the app runs under the binding's inbound resiliency policy
+(``components.<name>.inbound``, from ``BindingsAPI.resiliency``): its timeout
+bounds an attempt, its retries repeat a failed one, its breaker counts them.
+Whichever way the policy gives up, the component still gets a
+:class:`DeliveryError`, so the event is never dropped. A gRPC app's response
+action (forwarding to output bindings) runs once, after the app accepted.
 """
 
 from __future__ import annotations
@@ -14,16 +21,20 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import aiohttp
 import grpc
 
+from daprlite._proto.dapr.proto.runtime.v1 import appcallback_pb2
+from daprlite.blocks._resilient import failure_reason
 from daprlite.blocks.bindings import BindingsAPI, directions
 from daprlite.channel.grpc import GRPCAppChannel
 from daprlite.channel.http import HTTPAppChannel
 from daprlite.components.bindings.api import BindingEvent, DeliveryError, Handler, InputBinding
 from daprlite.errors import APIError
+from daprlite.resiliency import CircuitOpenError, Policy, ResiliencyTimeoutError
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
 log = logging.getLogger("daprlite.bindings")
@@ -31,6 +42,7 @@ log = logging.getLogger("daprlite.bindings")
 AppChannel = HTTPAppChannel | GRPCAppChannel
 # Header values must be a single line of visible characters.
 _HEADER_SAFE = re.compile(r"^[\x20-\x7e\t]*$")
+T = TypeVar("T")
 
 
 def _headers(metadata: Mapping[str, str]) -> dict[str, str]:
@@ -41,8 +53,22 @@ def _headers(metadata: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _http_handler(channel: HTTPAppChannel, name: str, route: str) -> Handler:
-    async def deliver(event: BindingEvent) -> bytes | None:
+async def _to_app(policy: Policy, name: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run one call to the app under the inbound policy; every failure ends as DeliveryError."""
+    try:
+        return await policy.execute(call, retriable=_app_failed)
+    except (ResiliencyTimeoutError, CircuitOpenError) as exc:
+        raise DeliveryError(f"binding {name}: event not delivered: {failure_reason(exc)}") from exc
+
+
+def _app_failed(exc: Exception) -> bool:
+    # The app refused or could not be reached, or the attempt timed out. Anything else
+    # is a bug on our side: the component's own redelivery handles it.
+    return isinstance(exc, DeliveryError | TimeoutError)
+
+
+def _http_handler(channel: HTTPAppChannel, name: str, route: str, policy: Policy) -> Handler:
+    async def post(event: BindingEvent) -> bytes | None:
         try:
             res = await channel.request("POST", route, event.data, _headers(event.metadata))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -50,6 +76,9 @@ def _http_handler(channel: HTTPAppChannel, name: str, route: str) -> Handler:
         if not 200 <= res.status < 300:
             raise DeliveryError(f"binding {name}: app answered {res.status} on /{route}")
         return res.body
+
+    async def deliver(event: BindingEvent) -> bytes | None:
+        return await _to_app(policy, name, lambda: post(event))
 
     return deliver
 
@@ -76,16 +105,21 @@ async def _forward(
             await send(target)
 
 
-def _grpc_handler(channel: GRPCAppChannel, name: str, bindings: BindingsAPI) -> Handler:
-    async def deliver(event: BindingEvent) -> bytes | None:
+def _grpc_handler(
+    channel: GRPCAppChannel, name: str, bindings: BindingsAPI, policy: Policy
+) -> Handler:
+    async def call(event: BindingEvent) -> appcallback_pb2.BindingEventResponse:
         try:
-            res = await channel.on_binding_event(name, event.data, event.metadata)
+            return await channel.on_binding_event(name, event.data, event.metadata)
         except grpc.aio.AioRpcError as exc:
             raise DeliveryError(
                 f"binding {name}: app answered {exc.code().name}: {exc.details()}"
             ) from exc
         except ConnectionError as exc:
             raise DeliveryError(f"binding {name}: {exc}") from exc
+
+    async def deliver(event: BindingEvent) -> bytes | None:
+        res = await _to_app(policy, name, lambda: call(event))
         if res.to:
             await _forward(bindings, name, list(res.to), res.data, res.concurrency == 1)
         return None
@@ -130,6 +164,7 @@ async def start_input_bindings(
             return []
     started: list[str] = []
     for comp in inputs:
+        policy = bindings.resiliency.component_inbound(comp.name, "binding")
         if isinstance(channel, HTTPAppChannel):
             route = comp.property("route") or comp.name
             if not await _http_app_handles(channel, comp, route):
@@ -137,12 +172,12 @@ async def start_input_bindings(
                     "input binding %s: the app has no route /%s; not started", comp.name, route
                 )
                 continue
-            handler = _http_handler(channel, comp.name, route)
+            handler = _http_handler(channel, comp.name, route, policy)
         else:
             if comp.name not in grpc_names:
                 log.info("input binding %s: the app does not list it; not started", comp.name)
                 continue
-            handler = _grpc_handler(channel, comp.name, bindings)
+            handler = _grpc_handler(channel, comp.name, bindings, policy)
         binding = comp.instance
         assert isinstance(binding, InputBinding)
         try:
