@@ -116,6 +116,14 @@ def test_an_unhealthy_app_is_not_invoked_until_it_recovers(
     ).wait_ready()
     url = f"{invoke_system.url}/v1.0/invoke/checked/method/work"
     try:
+        meta = call("GET", f"{callee.http}/v1.0/metadata").json()
+        assert isinstance(meta, dict)
+        assert meta["appConnectionProperties"]["health"] == {
+            "healthCheckPath": "/healthz",
+            "healthProbeInterval": "100ms",
+            "healthProbeTimeout": "500ms",
+            "healthThreshold": 2,
+        }
         wait_until_reachable(invoke_system, "checked")
         flag.touch()
         wait_for(lambda: call("GET", url).status == 500, 30, "the app marked unhealthy")
