@@ -317,7 +317,9 @@ class Sidecar:
             opts.max_body_size,
         )
         self._stack.push_async_callback(proxy.close)
-        server = build_server(servicer, opts.max_body_size, api_token_from_env(), proxy)
+        server = build_server(
+            servicer, opts.max_body_size, api_token_from_env(), proxy, own_app_id=opts.app_id
+        )
         port = opts.grpc_port
         for host in opts.listen_addresses:
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

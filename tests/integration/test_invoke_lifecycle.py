@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.harness import SidecarProcess, free_port, wait_for
 from tests.integration.http import call
 from tests.integration.invoke_system import (
@@ -195,5 +197,45 @@ def test_h2c_app_is_spoken_to_over_http2(invoke_system: InvokeSystem) -> None:
         assert got["headers"]["x-custom"] == "v"
         assert got["headers"]["dapr-api-token"] == "h2c-token"
         assert got["headers"]["dapr-caller-app-id"] == "caller"
+    finally:
+        callee.stop()
+
+
+def test_a_callee_with_an_api_token_is_still_reachable_from_other_sidecars(
+    invoke_system: InvokeSystem,
+) -> None:
+    import grpc
+    from dapr.proto.common.v1 import common_pb2
+    from dapr.proto.runtime.v1 import appcallback_pb2_grpc
+
+    callee = start_callee(
+        "tokened",
+        invoke_system.home,
+        invoke_system.resources,
+        grpc_app=True,
+        env={"DAPR_API_TOKEN": "callee-secret"},
+    )
+    try:
+        callee.wait_ready()
+        wait_for(
+            lambda: (
+                call("GET", f"{invoke_system.url}/v1.0/invoke/tokened/method/echo").status == 200
+            ),
+            30,
+            "the tokened app reachable",
+        )
+        req = common_pb2.InvokeRequest(method="echo")
+        req.data.value = b"through two proxies"
+        with grpc.insecure_channel(f"127.0.0.1:{invoke_system.caller.grpc_port}") as channel:
+            stub = appcallback_pb2_grpc.AppCallbackStub(channel)
+            resp = stub.OnInvoke(req, metadata=(("dapr-app-id", "tokened"),))
+        assert b"through two proxies" in resp.data.value
+        # The callee's own API still needs its token, and so does proxying to other apps.
+        with grpc.insecure_channel(f"127.0.0.1:{callee.grpc_port}") as channel:
+            stub = appcallback_pb2_grpc.AppCallbackStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.OnInvoke(req, metadata=(("dapr-app-id", "grpcapp"),))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        assert call("GET", f"{callee.http}/v1.0/metadata").status == 401
     finally:
         callee.stop()

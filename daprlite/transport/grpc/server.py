@@ -47,10 +47,18 @@ class DaprServicer(
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """UNAUTHENTICATED for every call without the right ``dapr-api-token`` metadata."""
+    """UNAUTHENTICATED for every call without the right ``dapr-api-token`` metadata.
 
-    def __init__(self, expected: str) -> None:
+    One exception: a proxied call (a method of no Dapr service) whose
+    ``dapr-app-id`` is this sidecar's own app is the last hop of gRPC
+    proxying, sent by the caller's sidecar, which cannot know this sidecar's
+    token. It reaches only the app's own gRPC service, as Dapr's internal port
+    does; the caller's sidecar already checked the caller's token.
+    """
+
+    def __init__(self, expected: str, own_app_id: str = "") -> None:
         self._expected = expected
+        self._own_app_id = own_app_id
 
         async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid api token")
@@ -58,7 +66,14 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
 
     async def intercept_service(self, continuation, handler_call_details):
-        given = dict(handler_call_details.invocation_metadata or ()).get(HEADER)
+        md = dict(handler_call_details.invocation_metadata or ())
+        if (
+            self._own_app_id
+            and md.get("dapr-app-id") == self._own_app_id
+            and not handler_call_details.method.startswith("/dapr.proto.runtime.v1.Dapr/")
+        ):
+            return await continuation(handler_call_details)
+        given = md.get(HEADER)
         if not token_matches(self._expected, given if isinstance(given, str) else None):
             return self._refusal
         return await continuation(handler_call_details)
@@ -69,9 +84,10 @@ def build_server(
     max_message_size: int,
     api_token: str | None = None,
     proxy: grpc.GenericRpcHandler | None = None,
+    own_app_id: str = "",
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
-        interceptors=[TokenInterceptor(api_token)] if api_token else None,
+        interceptors=[TokenInterceptor(api_token, own_app_id)] if api_token else None,
         options=[
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
