@@ -141,3 +141,19 @@ def test_put_metadata_with_empty_key_is_a_no_op(sc: SidecarProcess) -> None:
     assert call("PUT", f"{sc.http}/v1.0/metadata/", data=b"x").status == 204
     assert call("PUT", f"{sc.http}/v1.0/metadata/team", data=b"core").status == 204
     assert call("GET", f"{sc.http}/v1.0/metadata").json()["extended"]["team"] == "core"
+
+
+def test_double_slashes_and_a_trailing_slash_still_reach_the_route(sc: SidecarProcess) -> None:
+    saved = call(
+        "POST", f"{sc.http}//v1.0//state/statestore/", json=[{"key": "slashy", "value": 1}]
+    )
+    assert saved.status == 204
+    got = call("GET", f"{sc.http}/v1.0/state//statestore//slashy/?metadata.x=1")
+    assert got.status == 200 and got.body == b"1"
+    assert call("GET", f"{sc.http}//v1.0/metadata/").status == 200
+
+
+def test_a_cleaned_path_that_matches_nothing_is_still_the_invoke_fallback(
+    sc: SidecarProcess,
+) -> None:
+    error(call("GET", f"{sc.http}/v1.0//nothing//here/"), 404, "ERR_DIRECT_INVOKE")

@@ -13,6 +13,7 @@ API families that daprlite does not serve yet get 501 ``ERR_API_UNIMPLEMENTED``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -58,6 +59,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         try:
             return await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            rerouted = await _route_normalised(request)
+            if rerouted is not None:
+                return rerouted
             return await _fallback(request)
     except errors.APIError as exc:
         return error_response(exc)
@@ -68,6 +72,33 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return error_response(errors.INTERNAL("internal error; see the sidecar log"))
+
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+async def _route_normalised(request: web.Request) -> web.StreamResponse | None:
+    """Dapr's path rules: ``//`` collapses and a trailing ``/`` is dropped when that matches.
+
+    Only tried when the path as sent matches no route; the handler then runs
+    on a copy of the request with the clean path (query kept).
+    """
+    raw = request.rel_url.raw_path
+    clean = _SLASHES.sub("/", raw)
+    if len(clean) > 1:
+        clean = clean.rstrip("/") or "/"
+    if clean == raw:
+        return None
+    copy = request.clone(rel_url=request.rel_url.with_path(clean, encoded=True, keep_query=True))
+    match = await request.app.router.resolve(copy)
+    if match.http_exception is not None:
+        return None
+    match.add_app(request.app)
+    match.freeze()
+    # aiohttp sets the match on the request while routing and offers no public
+    # setter; a cloned request is routed here, after the fact.
+    copy._match_info = match  # type: ignore[attr-defined]
+    return await match.handler(copy)
 
 
 async def _fallback(request: web.Request) -> web.StreamResponse:
