@@ -2,7 +2,7 @@
 
 Start-up step 2 (see DESIGN.md, Lifecycle): read every ``--resources-path``
 folder (non-recursively, ``*.yaml``/``*.yml``, multi-document files), keep the
-kinds we know — Component, Configuration, Resiliency, Subscription — and turn
+kinds we know — Component, Configuration, Resiliency, Subscription, HTTPEndpoint — and turn
 each into a frozen model. Every problem is a :class:`ResourceError` naming the
 file, the resource and the field, unless the component says ``ignoreErrors``.
 """
@@ -27,6 +27,7 @@ KNOWN_KINDS = {
     "Configuration": ("dapr.io/v1alpha1",),
     "Resiliency": ("dapr.io/v1alpha1",),
     "Subscription": ("dapr.io/v1alpha1", "dapr.io/v2alpha1"),
+    "HTTPEndpoint": ("dapr.io/v1alpha1",),
 }
 # metadata.name must be usable as one URL path segment.
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
@@ -102,6 +103,7 @@ class Resources:
     configurations: list[Resource] = field(default_factory=list)
     resiliencies: list[Resource] = field(default_factory=list)
     subscriptions: list[Resource] = field(default_factory=list)
+    http_endpoints: list[Resource] = field(default_factory=list)
 
 
 def _scalar(value: object) -> str:
@@ -277,6 +279,7 @@ class ResourceLoader:
                     "Configuration": into.configurations,
                     "Resiliency": into.resiliencies,
                     "Subscription": into.subscriptions,
+                    "HTTPEndpoint": into.http_endpoints,
                 }[str(kind)].append(res)
 
     def _component_or_none(self, doc: Mapping[str, object], source: str) -> Component | None:
@@ -306,7 +309,7 @@ class ResourceLoader:
 
 
 def _reject_duplicates(res: Resources) -> None:
-    for items in (res.components, res.resiliencies, res.subscriptions):
+    for items in (res.components, res.resiliencies, res.subscriptions, res.http_endpoints):
         seen: dict[str, str] = {}
         for item in items:
             if item.name in seen:

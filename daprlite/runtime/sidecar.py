@@ -22,6 +22,7 @@ from aiohttp import web
 
 from daprlite.blocks.bindings import BindingsAPI
 from daprlite.blocks.invoke.api import InvokeAPI
+from daprlite.blocks.invoke.external import ExternalCaller, load_endpoints
 from daprlite.blocks.invoke.local import InvokableChannel, LocalApp
 from daprlite.blocks.invoke.model import Caller
 from daprlite.blocks.metadata import AppConnection, Health, MetadataAPI
@@ -36,7 +37,7 @@ from daprlite.components.nameresolution.loader import open_resolver
 from daprlite.components.registry import Registry
 from daprlite.config.configuration import Configuration, build_configuration
 from daprlite.config.options import Options
-from daprlite.config.resources import ResourceLoader
+from daprlite.config.resources import Resource, ResourceLoader
 from daprlite.resiliency import Resiliency
 from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
@@ -143,6 +144,7 @@ class Sidecar:
         self.secrets.resiliency = self.resiliency
         processor = ComponentProcessor(self.registry, self.components, opts.app_id, opts.namespace)
         await processor.load_all(resources.components, self._stack)
+        await self._start_external(resources.http_endpoints)
         internal_port = await self._start_internal()
         http_port = await self._start_http()
         grpc_port = await self._start_grpc()
@@ -210,6 +212,22 @@ class Sidecar:
         if host in ("0.0.0.0", "::", ""):
             return os.environ.get("DAPR_HOST_IP") or "127.0.0.1"
         return host
+
+    async def _start_external(self, endpoints: list[Resource]) -> None:
+        """HTTPEndpoint resources (their secret headers read now) and the external client."""
+        self.invoke.endpoints = await load_endpoints(endpoints, self._endpoint_secret)
+        external = ExternalCaller()
+        await external.start()
+        self._stack.push_async_callback(external.close)
+        self.invoke.external = external
+
+    async def _endpoint_secret(self, store: str, name: str) -> dict[str, str]:
+        if not store:
+            stores = self.components.of_category("secretstores")
+            if len(stores) != 1:
+                raise LookupError("name the secret store in auth.secretStore")
+            store = stores[0].name
+        return await self.secrets.get(store, name, {})
 
     async def _start_internal(self) -> int:
         opts = self.options

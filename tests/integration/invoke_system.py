@@ -8,11 +8,15 @@ each other by app id:
 - ``grpcapp``: the gRPC app built with ``dapr.ext.grpc``;
 - ``retrying``, ``timed``, ``breaker``: the HTTP echo app under the app ids
   that the caller's Resiliency file targets with a retry, a timeout and a
-  circuit-breaker policy.
+  circuit-breaker policy;
+- an ``external`` echo app with no sidecar at all, which the caller reaches by
+  URL and through the HTTPEndpoint resource ``ext-api``.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,11 +61,28 @@ spec:
 """
 
 
+HTTP_ENDPOINT = """\
+apiVersion: dapr.io/v1alpha1
+kind: HTTPEndpoint
+metadata:
+  name: ext-api
+spec:
+  baseUrl: http://127.0.0.1:{port}/base
+  headers:
+    - name: x-api-key
+      value: plain-value
+    - name: x-from-env
+      envRef: EXT_HEADER_VALUE
+"""
+
+
 @dataclass
 class InvokeSystem:
     home: Path
     resources: Path
     caller: SidecarProcess
+    external_port: int
+    external: subprocess.Popen[bytes]
     callees: dict[str, SidecarProcess] = field(default_factory=dict)
 
     @property
@@ -71,6 +92,8 @@ class InvokeSystem:
     def stop(self) -> None:
         for proc in [self.caller, *self.callees.values()]:
             proc.stop()
+        self.external.terminate()
+        self.external.wait(10)
 
 
 def start_callee(
@@ -111,8 +134,15 @@ def start_system(root: Path) -> InvokeSystem:
     caller_resources = root / "caller-resources"
     caller_resources.mkdir()
     (caller_resources / "resiliency.yaml").write_text(RESILIENCY)
-    caller = SidecarProcess([caller_resources], app_id="caller", home=home)
-    system = InvokeSystem(home, resources, caller)
+    external_port = free_port()
+    (caller_resources / "endpoint.yaml").write_text(HTTP_ENDPOINT.format(port=external_port))
+    external = subprocess.Popen(
+        HTTP_APP, env={**os.environ, "APP_PORT": str(external_port)}, stdin=subprocess.DEVNULL
+    )
+    caller = SidecarProcess(
+        [caller_resources], app_id="caller", home=home, env={"EXT_HEADER_VALUE": "from-env"}
+    )
+    system = InvokeSystem(home, resources, caller, external_port, external)
     try:
         system.callees["echo"] = start_callee(
             "echo", home, resources, env={"APP_API_TOKEN": APP_TOKEN}

@@ -309,3 +309,30 @@ def test_app_id_in_another_namespace_is_not_found(invoke_system: InvokeSystem) -
     body = reply.json()
     assert isinstance(body, dict)
     assert "couldn't find service" in body["message"] and "elsewhere" in body["message"]
+
+
+def test_an_external_url_is_invoked_directly(invoke_system: InvokeSystem) -> None:
+    base = f"http%3A%2F%2F127.0.0.1%3A{invoke_system.external_port}"
+    got = echoed(invoke(invoke_system, "POST", "orders/1?x=2", app=base, data=b"hi"))
+    assert (got["verb"], got["path"], got["query"]) == ("POST", "/orders/1", "x=2")
+    headers = got["headers"]
+    assert isinstance(headers, dict)
+    assert "dapr-caller-app-id" not in headers and "traceparent" in headers
+
+
+def test_an_http_endpoint_resource_adds_its_base_path_and_headers(
+    invoke_system: InvokeSystem,
+) -> None:
+    got = echoed(invoke(invoke_system, "GET", "v1/items", app="ext-api"))
+    assert got["path"] == "/base/v1/items"
+    headers = got["headers"]
+    assert isinstance(headers, dict)
+    assert headers["x-api-key"] == "plain-value" and headers["x-from-env"] == "from-env"
+
+
+def test_an_unreachable_external_url_is_a_clear_error(invoke_system: InvokeSystem) -> None:
+    reply = invoke(invoke_system, "GET", "x", app="http%3A%2F%2F127.0.0.1%3A1")
+    assert reply.status == 500
+    body = reply.json()
+    assert isinstance(body, dict)
+    assert body["errorCode"] == "ERR_DIRECT_INVOKE" and "cannot be reached" in body["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daprlite import errors
+from daprlite.blocks.invoke.external import load_endpoints
 from daprlite.blocks.invoke.headers import for_grpc_app, for_http_app, forwardable
 from daprlite.blocks.invoke.model import Caller, InvokeRequest, InvokeResponse
 from daprlite.blocks.invoke.paths import method_from_raw, method_to_path, split_target
@@ -158,3 +159,50 @@ def test_tracing_sampling_rate_is_read_and_validated() -> None:
     with pytest.raises(ResourceError) as err:
         build_configuration([_config({"tracing": {"samplingRate": "often"}})])
     assert "spec.tracing.samplingRate" in str(err.value)
+
+
+def _endpoint(spec: dict[str, object]) -> Resource:
+    return Resource("HTTPEndpoint", "ext", "dapr.io/v1alpha1", spec, "endpoint.yaml")
+
+
+async def test_http_endpoints_resolve_header_values() -> None:
+    async def secret(store: str, name: str) -> dict[str, str]:
+        assert (store, name) == ("vault", "api")
+        return {"token": "s3cret"}
+
+    res = _endpoint(
+        {
+            "baseUrl": "https://api.example.com/v2/",
+            "auth": {"secretStore": "vault"},
+            "headers": [
+                {"name": "x-a", "value": "1"},
+                {"name": "x-b", "secretKeyRef": {"name": "api", "key": "token"}},
+            ],
+        }
+    )
+    endpoints = await load_endpoints([res], secret)
+    assert endpoints["ext"].base_url == "https://api.example.com/v2"
+    assert endpoints["ext"].headers == (("x-a", "1"), ("x-b", "s3cret"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({}, "spec.baseUrl"),
+        ({"baseUrl": "ftp://x"}, "spec.baseUrl"),
+        ({"baseUrl": "http://x", "headers": {"a": 1}}, "spec.headers"),
+        ({"baseUrl": "http://x", "headers": [{"value": "v"}]}, "spec.headers[0].name"),
+        ({"baseUrl": "http://x", "headers": [{"name": "a"}]}, "spec.headers[0]"),
+        (
+            {"baseUrl": "http://x", "headers": [{"name": "a", "secretKeyRef": {"name": "n"}}]},
+            "spec.headers[0].secretKeyRef",
+        ),
+    ],
+)
+async def test_bad_http_endpoints_name_the_field(spec: dict[str, object], field: str) -> None:
+    async def secret(store: str, name: str) -> dict[str, str]:
+        raise LookupError("no such secret")
+
+    with pytest.raises(ResourceError) as err:
+        await load_endpoints([_endpoint(spec)], secret)
+    assert err.value.field == field

@@ -24,6 +24,12 @@ import random
 from typing import Protocol
 
 from daprlite import errors
+from daprlite.blocks.invoke.external import (
+    Endpoint,
+    ExternalCaller,
+    ExternalUnavailableError,
+    is_url,
+)
 from daprlite.blocks.invoke.local import LocalApp
 from daprlite.blocks.invoke.model import Caller, InvokeRequest, InvokeResponse
 from daprlite.blocks.invoke.paths import same_namespace, split_target
@@ -97,6 +103,8 @@ class InvokeAPI:
         self.resolver = resolver
         self.resiliency = resiliency or Resiliency.build(())
         self.sampling_rate = sampling_rate
+        self.endpoints: dict[str, Endpoint] = {}
+        self.external: ExternalCaller | None = None
 
     def trace_for(self, traceparent: str | None, tracestate: str | None) -> TraceContext:
         """This hop's trace context; a new trace is sampled at the configured rate."""
@@ -104,6 +112,8 @@ class InvokeAPI:
         return continue_trace(traceparent, tracestate, sample)
 
     async def invoke(self, target: str, req: InvokeRequest, trace: TraceContext) -> InvokeResponse:
+        if is_url(target) or target in self.endpoints:
+            return await self._invoke_external(target, req, trace)
         app_id, namespace = split_target(target, self.me.namespace)
         is_self = app_id == self.me.app_id and same_namespace(namespace, self.me.namespace)
 
@@ -141,6 +151,36 @@ class InvokeAPI:
         except ComponentError as exc:  # the resolver's backend (e.g. DNS) failed
             raise _failed(target, f"name resolution failed: {exc}") from exc
         except (CalleeUnavailableError, AppUnavailableError) as exc:
+            raise _failed(target, str(exc)) from exc
+
+    async def _invoke_external(
+        self, target: str, req: InvokeRequest, trace: TraceContext
+    ) -> InvokeResponse:
+        """A URL or an HTTPEndpoint: no sidecar on the other side, so no built-in retries."""
+        endpoint = self.endpoints.get(target)
+        base = endpoint.base_url if endpoint else target
+        extra = endpoint.headers if endpoint else ()
+        external = self.external
+        if external is None:
+            raise errors.DIRECT_INVOKE_FAILED("external invocation is not set up in this sidecar")
+
+        async def attempt() -> InvokeResponse:
+            resp = await external.call(base, extra, req, trace)
+            if resp.failed:
+                raise _app_failure(resp)
+            return resp
+
+        policy = self.resiliency.app(target)
+        try:
+            return await policy.execute(attempt, retriable=_not_refusal)
+        except _AppFailed as exc:
+            assert isinstance(exc.payload, InvokeResponse)
+            return exc.payload
+        except CircuitOpenError as exc:
+            raise _failed(target, f"circuit breaker is open: {exc}") from exc
+        except (ResiliencyTimeoutError, TimeoutError) as exc:
+            raise _failed(target, "timed out") from exc
+        except ExternalUnavailableError as exc:
             raise _failed(target, str(exc)) from exc
 
     async def _call_remote(
