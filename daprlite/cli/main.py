@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,9 @@ from daprlite.cli.run import (
     status,
 )
 from daprlite.config.options import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT
+
+# The same rule the invocation API applies to the ids it is asked to call.
+_APP_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,8 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if resources is None:
         return 1
     app_id = args.app_id or generated_app_id()
-    if "." in app_id:
-        parser.error(f"--app-id {app_id!r} must not contain dots")
+    if not _APP_ID.match(app_id):
+        parser.error(
+            f"--app-id {app_id!r} must be letters, digits, '-' and '_' (no dots: "
+            "'app.namespace' is how other apps address it)"
+        )
     options = options_from(args, app_id, resources)
     if command:
         return run_async(run_with_app(options, command))

@@ -10,6 +10,7 @@ them keeps working. Exit code: the app's.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -43,6 +44,10 @@ async def _start(options: Options) -> Sidecar | None:
     except Exception as exc:  # every start-up error ends here with one clear line
         status(f"❌  Failed to start daprlite: {exc}")
         return None
+    # Everything loaded so far (modules, components) lives as long as the process:
+    # keep it out of the cyclic collector's scans, which otherwise run every few
+    # requests and walk all of it.
+    gc.freeze()
     return sidecar
 
 

@@ -10,8 +10,8 @@ so every process on the path sees the same trace id.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from dataclasses import dataclass
 
 TRACEPARENT = "traceparent"
@@ -43,11 +43,17 @@ class TraceContext:
         return out
 
 
+# Trace and span ids need to be unique, not secret (W3C asks for randomness, not
+# unpredictability): the non-cryptographic generator saves a system call per id.
+_random = random.Random()
+
+
 def _new_span_id() -> str:
-    while True:
-        span = secrets.token_hex(8)
-        if span != "0" * 16:
-            return span
+    return f"{_random.getrandbits(64) or 1:016x}"
+
+
+def _new_trace_id() -> str:
+    return f"{_random.getrandbits(128) or 1:032x}"
 
 
 def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
@@ -73,7 +79,7 @@ def continue_trace(
     parsed = parse_traceparent(traceparent)
     if parsed is None:
         return TraceContext(
-            trace_id=secrets.token_hex(16),
+            trace_id=_new_trace_id(),
             span_id=_new_span_id(),
             flags="01" if sample_new else "00",
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from daprlite.cli.run import app_environment
 from daprlite.config.options import Options
 from daprlite.runtime.sidecar import BoundPorts, Sidecar
@@ -20,3 +22,15 @@ def test_app_environment_has_dapr_variables_and_not_our_grpc_setting() -> None:
     if os.environ.get("DAPRLITE_GRPC_FORK_SUPPORT_SET"):
         assert "GRPC_ENABLE_FORK_SUPPORT" not in env
     assert "DAPRLITE_GRPC_FORK_SUPPORT_SET" not in env
+
+
+@pytest.mark.parametrize("app_id", ["with.dot", "with space", "-dash", "semi;colon"])
+def test_app_ids_that_other_apps_could_not_address_are_refused(
+    app_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daprlite.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--app-id", app_id, "--resources-path", "."])
+    assert exit_info.value.code == 2
+    assert "--app-id" in capsys.readouterr().err
