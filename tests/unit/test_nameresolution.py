@@ -14,12 +14,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from daprlite.components.errors import ComponentError, MetadataError, MissingDriverError
 from daprlite.components.nameresolution import runfolder, standalone
@@ -36,6 +33,7 @@ from daprlite.components.nameresolution.standalone import StandaloneResolver
 from daprlite.components.nameresolution.static import StaticResolver
 from daprlite.components.registry import BUILTIN, Registry, UnknownComponentError
 from daprlite.config.configuration import NameResolutionSpec
+from tests.dnsstub import StubZone, stub_dns
 
 
 @pytest.fixture(autouse=True)
@@ -365,44 +363,6 @@ async def test_static_rejects_bad_tables_naming_the_field(
 # ---------------------------------------------------------------- kubernetes
 
 
-@dataclass
-class StubZone(BaseResolver):
-    """Answers A/AAAA from ``records``; NXDOMAIN for other names; SERVFAIL for ``broken``."""
-
-    records: dict[str, list[str]] = field(default_factory=dict)
-    broken: set[str] = field(default_factory=set)
-    asked: list[str] = field(default_factory=list)
-
-    def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
-        reply = request.reply()
-        qname, qtype = request.q.qname, request.q.qtype
-        name = str(qname).rstrip(".")
-        self.asked.append(name)
-        if name in self.broken:
-            reply.header.rcode = RCODE.SERVFAIL
-        elif name not in self.records:
-            reply.header.rcode = RCODE.NXDOMAIN
-        for address in self.records.get(name, []):
-            if ":" in address and qtype == QTYPE.AAAA:
-                reply.add_answer(RR(qname, QTYPE.AAAA, rdata=AAAA(address), ttl=5))
-            elif ":" not in address and qtype == QTYPE.A:
-                reply.add_answer(RR(qname, QTYPE.A, rdata=A(address), ttl=5))
-        return reply
-
-
-@pytest.fixture
-def dns() -> Iterator[tuple[StubZone, str]]:
-    """A stub DNS server on a free UDP port of 127.0.0.1: (its zone, ``ip:port``)."""
-    zone = StubZone()
-    quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    server = DNSServer(zone, address="127.0.0.1", port=0, logger=quiet)
-    server.start_thread()
-    yield zone, f"127.0.0.1:{server.server.server_address[1]}"
-    server.stop()
-    server.server.server_close()
-    server.thread.join(5)
-
-
 async def kube_resolver(
     configuration: Mapping[str, object], namespace: str = ""
 ) -> KubernetesResolver:
@@ -627,3 +587,9 @@ async def test_loader_resolves_classes_through_the_given_registry() -> None:
     apps = [{"appId": "orders", "host": "h", "internalPort": 1}]
     spec = NameResolutionSpec(component="fixed", configuration={"apps": apps})
     assert isinstance(await opened(spec, registry=Registry(table)), StaticResolver)
+
+
+@pytest.fixture
+def dns() -> Iterator[tuple[StubZone, str]]:
+    with stub_dns() as served:
+        yield served
