@@ -1,0 +1,1 @@
+"""Pub/sub components: brokers the pub/sub block publishes to and subscribes from."""
