@@ -1,0 +1,1 @@
+"""The pub/sub building block: envelopes, scopes, publishing and delivery."""
