@@ -63,13 +63,42 @@ WHOLE_MESSAGES = (
     "dapr.proto.common.v1.InvokeRequest",
     "dapr.proto.common.v1.InvokeResponse",
     "dapr.proto.common.v1.HTTPExtension",
+    "dapr.proto.runtime.v1.PublishEventRequest",
+    "dapr.proto.runtime.v1.BulkPublishRequest",
+    "dapr.proto.runtime.v1.BulkPublishRequestEntry",
+    "dapr.proto.runtime.v1.BulkPublishResponse",
+    "dapr.proto.runtime.v1.BulkPublishResponseFailedEntry",
+    "dapr.proto.runtime.v1.SubscribeTopicEventsRequestAlpha1",
+    "dapr.proto.runtime.v1.SubscribeTopicEventsRequestInitialAlpha1",
+    "dapr.proto.runtime.v1.SubscribeTopicEventsRequestProcessedAlpha1",
+    "dapr.proto.runtime.v1.SubscribeTopicEventsResponseAlpha1",
+    "dapr.proto.runtime.v1.TopicEventRequest",
+    "dapr.proto.runtime.v1.TopicEventResponse",
+    "dapr.proto.runtime.v1.TopicEventCERequest",
+    "dapr.proto.runtime.v1.TopicEventBulkRequestEntry",
+    "dapr.proto.runtime.v1.TopicEventBulkRequest",
+    "dapr.proto.runtime.v1.TopicEventBulkResponseEntry",
+    "dapr.proto.runtime.v1.TopicEventBulkResponse",
+    "dapr.proto.runtime.v1.ListTopicSubscriptionsResponse",
+    "dapr.proto.runtime.v1.TopicSubscription",
+    "dapr.proto.runtime.v1.TopicRoutes",
+    "dapr.proto.runtime.v1.TopicRule",
+    "dapr.proto.runtime.v1.BulkSubscribeConfig",
 )
 
 # The sidecar-to-app services and the RPCs of each that daprlite calls. The
 # SDK's services have more (pub/sub, jobs); ours declare exactly these.
 APP_SERVICES = {
-    "AppCallback": {"OnInvoke", "ListInputBindings", "OnBindingEvent"},
+    "AppCallback": {
+        "OnInvoke",
+        "ListInputBindings",
+        "OnBindingEvent",
+        "ListTopicSubscriptions",
+        "OnTopicEvent",
+        "OnBulkTopicEvent",
+    },
     "AppCallbackHealthCheck": {"HealthCheck"},
+    "AppCallbackAlpha": {"OnBulkTopicEventAlpha1"},
 }
 
 
@@ -193,6 +222,10 @@ def test_dapr_service_declares_the_rpcs_daprlite_serves() -> None:
 
     methods = {m.name for m in dapr_pb2.DESCRIPTOR.services_by_name["Dapr"].methods}
     assert {
+        "PublishEvent",
+        "BulkPublishEventAlpha1",
+        "BulkPublishEvent",
+        "SubscribeTopicEventsAlpha1",
         "InvokeService",
         "GetState",
         "GetBulkState",

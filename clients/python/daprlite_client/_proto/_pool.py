@@ -18,6 +18,7 @@ from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import any_pb2
 from google.protobuf import empty_pb2
+from google.protobuf import struct_pb2
 
 POOL = _descriptor_pool.DescriptorPool()
 
@@ -35,5 +36,5 @@ def _add(file: _descriptor.FileDescriptor) -> None:
 
 
 # The well-known types our .proto files import, copied from the default pool.
-for _module in [any_pb2, empty_pb2]:
+for _module in [any_pb2, empty_pb2, struct_pb2]:
     _add(_module.DESCRIPTOR)

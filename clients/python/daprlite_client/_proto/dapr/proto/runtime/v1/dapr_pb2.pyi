@@ -5,6 +5,7 @@ from daprlite_client._proto.dapr.proto.common.v1 import common_pb2 as _common_pb
 from daprlite_client._proto.dapr.proto.runtime.v1 import binding_pb2 as _binding_pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import invoke_pb2 as _invoke_pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import metadata_pb2 as _metadata_pb2
+from daprlite_client._proto.dapr.proto.runtime.v1 import pubsub_pb2 as _pubsub_pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import secret_pb2 as _secret_pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import state_pb2 as _state_pb2
 from google.protobuf import descriptor as _descriptor

@@ -9,6 +9,7 @@ from daprlite_client._proto.dapr.proto.common.v1 import common_pb2 as dapr_dot_p
 from daprlite_client._proto.dapr.proto.runtime.v1 import binding_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_binding__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import invoke_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import metadata_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_metadata__pb2
+from daprlite_client._proto.dapr.proto.runtime.v1 import pubsub_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import secret_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_secret__pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import state_pb2 as dapr_dot_proto_dot_runtime_dot_v1_dot_state__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
@@ -47,6 +48,26 @@ class DaprStub:
                 '/dapr.proto.runtime.v1.Dapr/InvokeService',
                 request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2.InvokeServiceRequest.SerializeToString,
                 response_deserializer=dapr_dot_proto_dot_common_dot_v1_dot_common__pb2.InvokeResponse.FromString,
+                _registered_method=True)
+        self.PublishEvent = channel.unary_unary(
+                '/dapr.proto.runtime.v1.Dapr/PublishEvent',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.PublishEventRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.BulkPublishEventAlpha1 = channel.unary_unary(
+                '/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishRequest.SerializeToString,
+                response_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishResponse.FromString,
+                _registered_method=True)
+        self.BulkPublishEvent = channel.unary_unary(
+                '/dapr.proto.runtime.v1.Dapr/BulkPublishEvent',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishRequest.SerializeToString,
+                response_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishResponse.FromString,
+                _registered_method=True)
+        self.SubscribeTopicEventsAlpha1 = channel.stream_stream(
+                '/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1',
+                request_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.SubscribeTopicEventsRequestAlpha1.SerializeToString,
+                response_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.SubscribeTopicEventsResponseAlpha1.FromString,
                 _registered_method=True)
         self.GetState = channel.unary_unary(
                 '/dapr.proto.runtime.v1.Dapr/GetState',
@@ -122,6 +143,31 @@ class DaprServicer:
     def InvokeService(self, request, context):
         """Service invocation (deprecated in Dapr in favour of gRPC proxying, still used by the SDKs).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishEvent(self, request, context):
+        """Pub/sub.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkPublishEventAlpha1(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkPublishEvent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubscribeTopicEventsAlpha1(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -215,6 +261,26 @@ def add_DaprServicer_to_server(servicer, server):
                     servicer.InvokeService,
                     request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2.InvokeServiceRequest.FromString,
                     response_serializer=dapr_dot_proto_dot_common_dot_v1_dot_common__pb2.InvokeResponse.SerializeToString,
+            ),
+            'PublishEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishEvent,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.PublishEventRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'BulkPublishEventAlpha1': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkPublishEventAlpha1,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishRequest.FromString,
+                    response_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishResponse.SerializeToString,
+            ),
+            'BulkPublishEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkPublishEvent,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishRequest.FromString,
+                    response_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishResponse.SerializeToString,
+            ),
+            'SubscribeTopicEventsAlpha1': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubscribeTopicEventsAlpha1,
+                    request_deserializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.SubscribeTopicEventsRequestAlpha1.FromString,
+                    response_serializer=dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.SubscribeTopicEventsResponseAlpha1.SerializeToString,
             ),
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
@@ -310,6 +376,114 @@ class Dapr:
             '/dapr.proto.runtime.v1.Dapr/InvokeService',
             dapr_dot_proto_dot_runtime_dot_v1_dot_invoke__pb2.InvokeServiceRequest.SerializeToString,
             dapr_dot_proto_dot_common_dot_v1_dot_common__pb2.InvokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/PublishEvent',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.PublishEventRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkPublishEventAlpha1(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishRequest.SerializeToString,
+            dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkPublishEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/BulkPublishEvent',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishRequest.SerializeToString,
+            dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.BulkPublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeTopicEventsAlpha1(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1',
+            dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.SubscribeTopicEventsRequestAlpha1.SerializeToString,
+            dapr_dot_proto_dot_runtime_dot_v1_dot_pubsub__pb2.SubscribeTopicEventsResponseAlpha1.FromString,
             options,
             channel_credentials,
             insecure,
