@@ -142,6 +142,34 @@ DIRECT_INVOKE_BAD_REQUEST = DIRECT_INVOKE.with_status(400, Code.INVALID_ARGUMENT
 # The callee's access-control policy refused the caller.
 DIRECT_INVOKE_FORBIDDEN = DIRECT_INVOKE.with_status(403, Code.PERMISSION_DENIED)
 
+# --- pub/sub ------------------------------------------------------------------------
+PUBSUB_NOT_CONFIGURED = E(
+    "ERR_PUBSUB_NOT_CONFIGURED", 400, Code.FAILED_PRECONDITION, "DAPR_PUBSUB_NOT_CONFIGURED"
+)
+PUBSUB_EMPTY = E("ERR_PUBSUB_EMPTY", 404, Code.INVALID_ARGUMENT, "DAPR_PUBSUB_NAME_EMPTY")
+PUBSUB_NOT_FOUND = E("ERR_PUBSUB_NOT_FOUND", 404, Code.INVALID_ARGUMENT, "DAPR_PUBSUB_NOT_FOUND")
+TOPIC_NAME_EMPTY = E(
+    "ERR_TOPIC_NAME_EMPTY", 404, Code.INVALID_ARGUMENT, "DAPR_PUBSUB_TOPIC_NAME_EMPTY"
+)
+PUBSUB_REQUEST_METADATA = E(
+    "ERR_PUBSUB_REQUEST_METADATA",
+    400,
+    Code.INVALID_ARGUMENT,
+    "DAPR_PUBSUB_METADATA_DESERIALIZATION",
+)
+# Dapr answers 500 when the body it should wrap claims to be a CloudEvent but is
+# not one; that is the caller's mistake, so daprlite answers 400 (D7).
+PUBSUB_CLOUD_EVENTS_SER = E(
+    "ERR_PUBSUB_CLOUD_EVENTS_SER", 400, Code.INVALID_ARGUMENT, "DAPR_PUBSUB_CLOUD_EVENT_CREATION"
+)
+PUBSUB_EVENTS_SER = E(
+    "ERR_PUBSUB_EVENTS_SER", 400, Code.INVALID_ARGUMENT, "DAPR_PUBSUB_MARSHAL_EVENTS"
+)
+PUBSUB_FORBIDDEN = E("ERR_PUBSUB_FORBIDDEN", 403, Code.PERMISSION_DENIED, "DAPR_PUBSUB_FORBIDDEN")
+PUBSUB_PUBLISH_MESSAGE = E(
+    "ERR_PUBSUB_PUBLISH_MESSAGE", 500, Code.INTERNAL, "DAPR_PUBSUB_PUBLISH_MESSAGE"
+)
+
 # --- bindings ----------------------------------------------------------------------
 # Dapr answers 500 for every output-binding error; a missing binding, a missing or
 # unsupported operation and bad request metadata are the caller's mistakes, so

@@ -26,6 +26,7 @@ from daprlite.blocks.invoke.external import ExternalCaller, load_endpoints
 from daprlite.blocks.invoke.local import InvokableChannel, LocalApp
 from daprlite.blocks.invoke.model import Caller
 from daprlite.blocks.metadata import AppConnection, Health, MetadataAPI
+from daprlite.blocks.pubsub.api import PubSubAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
 from daprlite.channel.grpc import GRPCAppChannel
@@ -90,6 +91,7 @@ class Sidecar:
         self.resiliency = Resiliency.build(())  # replaced by the loaded policies in _start
         self.state = StateAPI(self.components, options.app_id, options.namespace)
         self.bindings = BindingsAPI(self.components)
+        self.pubsub = PubSubAPI(self.components, options.app_id)
         self.secrets = SecretsAPI(self.components, Configuration())
         self.app_channel: AppChannel | None = None
         app_conn = None
@@ -142,6 +144,7 @@ class Sidecar:
         self.state.resiliency = self.resiliency
         self.bindings.resiliency = self.resiliency  # also used for input-binding deliveries
         self.secrets.resiliency = self.resiliency
+        self.pubsub.resiliency = self.resiliency
         processor = ComponentProcessor(self.registry, self.components, opts.app_id, opts.namespace)
         await processor.load_all(resources.components, self._stack)
         await self._start_external(resources.http_endpoints)
@@ -303,6 +306,7 @@ class Sidecar:
             api_logging=opts.enable_api_logging,
             api_token=api_token_from_env(),
             invoke_api=self.invoke,
+            pubsub_api=self.pubsub,
         )
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
@@ -326,6 +330,7 @@ class Sidecar:
             self.metadata,
             self.request_shutdown,
             self.invoke,
+            self.pubsub,
         )
         proxy = ProxyHandler(
             opts.app_id,

@@ -115,8 +115,13 @@ def test_unknown_path_falls_back_to_invocation_error(sc: SidecarProcess) -> None
 
 
 def test_api_not_built_yet_is_501(sc: SidecarProcess) -> None:
-    r = call("POST", f"{sc.http}/v1.0/publish/pubsub/orders", json={"a": 1})
+    r = call("POST", f"{sc.http}/v1.0/actors/cart/1/method/add", json={"a": 1})
     error(r, 501, "ERR_API_UNIMPLEMENTED")
+
+
+def test_publish_without_any_pubsub_is_400(sc: SidecarProcess) -> None:
+    r = call("POST", f"{sc.http}/v1.0/publish/pubsub/orders", json={"a": 1})
+    error(r, 400, "ERR_PUBSUB_NOT_CONFIGURED")
 
 
 def test_lone_surrogate_is_400_naming_the_field(sc: SidecarProcess) -> None:

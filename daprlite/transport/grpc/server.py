@@ -16,18 +16,26 @@ from daprlite._proto.dapr.proto.runtime.v1 import dapr_pb2_grpc
 from daprlite.blocks.bindings import BindingsAPI
 from daprlite.blocks.invoke.api import InvokeAPI
 from daprlite.blocks.metadata import MetadataAPI
+from daprlite.blocks.pubsub.api import PubSubAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
 from daprlite.security.token import HEADER, token_matches
 from daprlite.transport.grpc.bindings import BindingRPCs
 from daprlite.transport.grpc.invoke import InvokeRPCs
 from daprlite.transport.grpc.metadata import MetadataRPCs
+from daprlite.transport.grpc.pubsub import PubSubRPCs
 from daprlite.transport.grpc.secrets import SecretRPCs
 from daprlite.transport.grpc.state import StateRPCs
 
 
 class DaprServicer(
-    InvokeRPCs, StateRPCs, BindingRPCs, SecretRPCs, MetadataRPCs, dapr_pb2_grpc.DaprServicer
+    InvokeRPCs,
+    PubSubRPCs,
+    StateRPCs,
+    BindingRPCs,
+    SecretRPCs,
+    MetadataRPCs,
+    dapr_pb2_grpc.DaprServicer,
 ):
     def __init__(
         self,
@@ -37,8 +45,10 @@ class DaprServicer(
         metadata: MetadataAPI,
         request_shutdown: Callable[[], None],
         invoke: InvokeAPI,
+        pubsub: PubSubAPI,
     ) -> None:
         self._invoke = invoke
+        self._pubsub = pubsub
         self._state = state
         self._bindings = bindings
         self._secrets = secrets

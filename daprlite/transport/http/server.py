@@ -25,6 +25,7 @@ from daprlite.security.token import HEADER, is_open, token_matches
 from daprlite.transport.http import bindings as bindings_routes
 from daprlite.transport.http import invoke as invoke_routes
 from daprlite.transport.http import metadata as metadata_routes
+from daprlite.transport.http import pubsub as pubsub_routes
 from daprlite.transport.http import secrets as secrets_routes
 from daprlite.transport.http import state as state_routes
 from daprlite.transport.http.common import MAX_BODY_KEY, error_response
@@ -36,8 +37,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Dapr API families that exist but that this build does not serve yet.
 _UNIMPLEMENTED_PREFIXES = (
-    "/v1.0/publish/",
-    "/v1.0-alpha1/publish/",
     "/v1.0/actors/",
     "/v1.0/configuration/",
     "/v1.0-alpha1/configuration/",
@@ -161,6 +160,7 @@ def build_app(
     api_logging: bool = False,
     api_token: str | None = None,
     invoke_api: invoke_routes.InvokeAPI | None = None,
+    pubsub_api: pubsub_routes.PubSubAPI | None = None,
 ) -> web.Application:
     # Outermost first: API logging sees the final status, errors and refusals included.
     middlewares: list[Middleware] = []
@@ -181,6 +181,9 @@ def build_app(
     app.add_routes(state_routes.routes())
     app.add_routes(bindings_routes.routes())
     app.add_routes(secrets_routes.routes())
+    if pubsub_api is not None:
+        app[pubsub_routes.API_KEY] = pubsub_api
+        app.add_routes(pubsub_routes.routes())
     if invoke_api is not None:
         app[invoke_routes.API_KEY] = invoke_api
         app.add_routes(invoke_routes.routes())
