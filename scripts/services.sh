@@ -3,12 +3,12 @@
 # on their standard localhost ports. Installs missing ones from Debian's
 # packages and starts stopped ones. Safe to run repeatedly.
 #
-# Usage: scripts/services.sh [redis] [postgresql] [mosquitto] [rabbitmq]
+# Usage: scripts/services.sh [redis] [postgresql] [mosquitto] [rabbitmq] [nats]
 #        (default: all we use)
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis postgresql mosquitto rabbitmq)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis postgresql mosquitto rabbitmq nats)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -84,12 +84,23 @@ start_rabbitmq() {
   wait_port rabbitmq 5672 60
 }
 
+start_nats() {
+  need_pkg /usr/sbin/nats-server nats-server
+  port_open 4222 && return 0
+  echo "services: starting nats-server (JetStream)"
+  as_root mkdir -p /var/lib/nats-server
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  wait_port nats 4222 10
+}
+
 for s in "${wanted[@]}"; do
   case "$s" in
     redis) start_redis ;;
     postgresql) start_postgresql ;;
     mosquitto) start_mosquitto ;;
     rabbitmq) start_rabbitmq ;;
+    nats) start_nats ;;
     *) echo "services: unknown service $s" >&2; exit 2 ;;
   esac
 done

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/bootstrap.sh dev
-bash scripts/services.sh redis postgresql mosquitto rabbitmq
+bash scripts/services.sh redis postgresql mosquitto rabbitmq nats
 
 echo "== generated code is fresh"
 .venv/bin/python scripts/gen_proto.py --check

@@ -158,3 +158,26 @@ class GRPCAppChannel:
         except grpc.aio.AioRpcError:
             return False
         return True
+
+    async def list_topic_subscriptions(self) -> list[appcallback_pb2.TopicSubscription]:
+        """The app's ``ListTopicSubscriptions``; an app without the RPC subscribes to nothing."""
+        assert self._stub is not None
+        try:
+            res = await self._stub.ListTopicSubscriptions(
+                empty_pb2.Empty(), metadata=self._metadata, timeout=10
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return []
+            raise
+        return list(res.subscriptions)
+
+    async def on_topic_event(
+        self, req: appcallback_pb2.TopicEventRequest, metadata: list[tuple[str, str]]
+    ) -> appcallback_pb2.TopicEventResponse:
+        """Deliver one event; raises grpc.aio.AioRpcError when the app fails."""
+        if self._stub is None:
+            raise AppUnavailableError("the app channel is closed")
+        gate = self._gate or contextlib.nullcontext()
+        async with gate:
+            return await self._stub.OnTopicEvent(req, metadata=metadata + list(self._metadata))

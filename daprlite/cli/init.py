@@ -1,7 +1,7 @@
 """``daprlite init``: write the embedded default components to ``~/.daprlite/components``.
 
 The defaults need no external service and use Dapr's default component names
-(``statestore``), so apps written against ``dapr init``'s defaults run unchanged.
+(``statestore``, ``pubsub``), so apps written against ``dapr init``'s defaults run unchanged.
 Existing files are left alone: they may hold the user's edits.
 """
 
@@ -47,8 +47,25 @@ spec:
       value: "DAPRLITE_SECRET_"
 """
 
+PUBSUB = """\
+# Written by `daprlite init`: the embedded default pub/sub broker.
+# One SQLite file shared by every sidecar on this machine, so apps started with
+# separate `daprlite run` commands exchange messages with nothing else installed.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.sqlite
+  version: v1
+  metadata:
+    - name: connectionString
+      value: "{pubsub_db}"
+"""
+
 DEFAULTS = {
     "statestore.yaml": ("state.sqlite", STATESTORE),
+    "pubsub.yaml": ("pubsub.sqlite", PUBSUB),
     "secretstore.yaml": ("secretstores.local.env", SECRETSTORE),
 }
 
@@ -67,7 +84,9 @@ def init(home: Path | None = None) -> list[str]:
         if target.exists():
             lines.append(f"ℹ️  {target} already exists; left unchanged")
             continue
-        target.write_text(template.replace("{db}", str(data / "state.db")), encoding="utf-8")
+        text = template.replace("{db}", str(data / "state.db"))
+        text = text.replace("{pubsub_db}", str(data / "pubsub.db"))
+        target.write_text(text, encoding="utf-8")
         lines.append(f"✅  Wrote {target} ({ctype})")
     lines.append(f"✅  Success! daprlite is up and running. Components are in {components}")
     return lines

@@ -68,6 +68,23 @@ BUILTIN: dict[tuple[str, str], Registration] = {
         "daprlite.components.bindings.postgresql:PostgreSQLBinding", "asyncpg", "postgresql"
     ),
     ("bindings.cron", "v1"): Registration("daprlite.components.bindings.cron:CronBinding"),
+    ("pubsub.in-memory", "v1"): Registration("daprlite.components.pubsub.inmemory:InMemoryPubSub"),
+    ("pubsub.sqlite", "v1"): Registration("daprlite.components.pubsub.sqlite:SQLitePubSub"),
+    ("pubsub.redis", "v1"): Registration(
+        "daprlite.components.pubsub.redis:RedisStreamsPubSub", "redis", "redis"
+    ),
+    ("pubsub.jetstream", "v1"): Registration(
+        "daprlite.components.pubsub.jetstream:JetStreamPubSub", "nats", "nats"
+    ),
+    ("pubsub.rabbitmq", "v1"): Registration(
+        "daprlite.components.pubsub.rabbitmq:RabbitMQPubSub", "aio_pika", "rabbitmq"
+    ),
+    ("pubsub.mqtt3", "v1"): Registration(
+        "daprlite.components.pubsub.mqtt3:MQTTPubSub", "aiomqtt", "mqtt"
+    ),
+    ("pubsub.mqtt", "v1"): Registration(
+        "daprlite.components.pubsub.mqtt3:MQTTPubSub", "aiomqtt", "mqtt"
+    ),
     ("secretstores.local.file", "v1"): Registration(
         "daprlite.components.secretstores.localfile:LocalFileSecretStore"
     ),

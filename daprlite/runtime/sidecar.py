@@ -27,6 +27,7 @@ from daprlite.blocks.invoke.local import InvokableChannel, LocalApp
 from daprlite.blocks.invoke.model import Caller
 from daprlite.blocks.metadata import AppConnection, Health, MetadataAPI
 from daprlite.blocks.pubsub.api import PubSubAPI
+from daprlite.blocks.pubsub.subscriptions import Subscription, from_resource
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
 from daprlite.channel.grpc import GRPCAppChannel
@@ -44,6 +45,7 @@ from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
+from daprlite.runtime.subscriptions import start_subscriptions
 from daprlite.security.token import api_token_from_env
 from daprlite.transport.grpc.proxy import ProxyHandler
 from daprlite.transport.grpc.server import DaprServicer, build_server
@@ -92,6 +94,8 @@ class Sidecar:
         self.state = StateAPI(self.components, options.app_id, options.namespace)
         self.bindings = BindingsAPI(self.components)
         self.pubsub = PubSubAPI(self.components, options.app_id)
+        self._declared_subscriptions: list[Subscription] = []
+        self.subscriptions: list[Subscription] = []
         self.secrets = SecretsAPI(self.components, Configuration())
         self.app_channel: AppChannel | None = None
         app_conn = None
@@ -140,6 +144,11 @@ class Sidecar:
         self.metadata.resiliencies = tuple(r.name for r in resources.resiliencies)
         self.invoke.sampling_rate = self.secrets.configuration.tracing_sampling_rate
         self.resiliency = Resiliency.build(resources.resiliencies)
+        # Parsed now so that an invalid Subscription (a routing rule that cannot
+        # be evaluated) stops start-up with the file and field named.
+        self._declared_subscriptions = [
+            s for s in (from_resource(r) for r in resources.subscriptions) if s is not None
+        ]
         self.invoke.resiliency = self.resiliency
         self.state.resiliency = self.resiliency
         self.bindings.resiliency = self.resiliency  # also used for input-binding deliveries
@@ -371,6 +380,14 @@ class Sidecar:
             break
         log.info("app is listening on port %d", port)
         await start_input_bindings(self.components, self.app_channel, self.bindings)
+        self.subscriptions = await start_subscriptions(
+            self._declared_subscriptions,
+            self.app_channel,
+            self.pubsub,
+            self.resiliency,
+            self.options.app_id,
+            self._stack,
+        )
         self._mark_ready()
 
     def _mark_ready(self) -> None:

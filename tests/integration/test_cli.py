@@ -61,6 +61,7 @@ def test_init_then_run_app_uses_sqlite_default_and_passes_exit_code(tmp_path: Pa
     manifest = (home / "components" / "statestore.yaml").read_text()
     assert "state.sqlite" in manifest
     assert "secretstores.local.env" in (home / "components" / "secretstore.yaml").read_text()
+    assert "pubsub.sqlite" in (home / "components" / "pubsub.yaml").read_text()
     (tmp_path / "app.py").write_text(APP)
     out = cli(
         "run", "--app-id", "newbie", "--", sys.executable, str(tmp_path / "app.py"), "3", home=home

@@ -97,6 +97,9 @@ class PubSubAPI:
         self.resiliency = resiliency or Resiliency.build(())
         self._scopes: dict[str, TopicScopes] = {}
 
+    def configured(self) -> bool:
+        return bool(self._components.of_category("pubsub"))
+
     def component(self, name: str) -> tuple[LiveComponent, PubSub]:
         if not name:
             raise errors.PUBSUB_EMPTY("pubsub name is empty")

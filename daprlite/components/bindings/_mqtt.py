@@ -1,4 +1,4 @@
-"""Small MQTT helpers for ``bindings.mqtt3``: the broker URL, SUBACK codes, disconnecting.
+"""Small MQTT helpers for ``bindings.mqtt3`` and ``pubsub.mqtt3``: URL, connecting, SUBACK codes.
 
 Kept apart so that ``mqtt3.py`` holds only the settings and the binding.
 """
@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from daprlite.components.errors import MetadataError
+from daprlite.components.errors import ComponentError, MetadataError
 
 # scheme -> (default port, TLS)
 _SCHEMES = {"tcp": (1883, False), "mqtt": (1883, False), "ssl": (8883, True), "mqtts": (8883, True)}
@@ -72,3 +73,42 @@ async def disconnect(client: aiomqtt.Client) -> None:
     """Leave the broker; a connection that is already gone is fine."""
     with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
         await client.__aexit__(None, None, None)
+
+
+async def connect(
+    broker: Broker,
+    client_id: str,
+    *,
+    clean_session: bool,
+    manual_ack: bool,
+    tls: ssl.SSLContext | None,
+    owner: str,
+    timeout: float,
+) -> aiomqtt.Client:
+    """A connected client; ComponentError naming ``owner`` (e.g. "binding 'x'") when it fails."""
+    client = aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=broker.password,
+        identifier=client_id,
+        clean_session=clean_session,
+        tls_context=tls,
+        timeout=timeout,
+    )
+    # aiomqtt has no public switch for application acknowledgements yet
+    # (empicano/aiomqtt#345); paho, underneath, has. It must be on before
+    # connecting, because a resumed session redelivers right after CONNACK.
+    client._client.manual_ack_set(manual_ack)
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError as exc:
+        # aiomqtt's messages name the failure, never the password. A broker
+        # that drops the connection after the TLS handshake (say, for a
+        # missing client certificate) only shows as a timeout here; paho
+        # logs the cause under the "mqtt" logger.
+        hint = " (TLS rejected by the broker? see the 'mqtt' log)" if broker.tls else ""
+        raise ComponentError(
+            f"{owner}: cannot connect to the MQTT broker {broker} as {client_id}: {exc}{hint}"
+        ) from exc
+    return client

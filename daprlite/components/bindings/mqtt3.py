@@ -29,6 +29,7 @@ from aiomqtt import MqttError
 from daprlite.components.bindings._brokertls import client_tls_context
 from daprlite.components.bindings._mqtt import (
     Broker,
+    connect,
     disconnect,
     has_wildcard,
     parse_broker_url,
@@ -200,33 +201,15 @@ class MQTTBinding:
         """A connected client with id ``{consumerID}-{role}``; ComponentError when it fails."""
         broker = self._broker
         assert broker is not None
-        client = aiomqtt.Client(
-            broker.host,
-            broker.port,
-            username=broker.username,
-            password=broker.password,
-            identifier=f"{self._client_id}-{role}",
+        return await connect(
+            broker,
+            f"{self._client_id}-{role}",
             clean_session=clean_session,
-            tls_context=self._tls,
+            manual_ack=manual_ack,
+            tls=self._tls,
+            owner=f"binding {self._name!r}",
             timeout=_TIMEOUT,
         )
-        # aiomqtt has no public switch for application acknowledgements yet
-        # (empicano/aiomqtt#345); paho, underneath, has. It must be on before
-        # connecting, because a resumed session redelivers right after CONNACK.
-        client._client.manual_ack_set(manual_ack)
-        try:
-            await client.__aenter__()
-        except MqttError as exc:
-            # aiomqtt's messages name the failure, never the password. A broker
-            # that drops the connection after the TLS handshake (say, for a
-            # missing client certificate) only shows as a timeout here; paho
-            # logs the cause under the "mqtt" logger.
-            hint = " (TLS rejected by the broker? see the 'mqtt' log)" if broker.tls else ""
-            raise ComponentError(
-                f"binding {self._name!r}: cannot connect to the MQTT broker {broker} "
-                f"as {self._client_id}-{role}: {exc}{hint}"
-            ) from exc
-        return client
 
     async def _publisher(self) -> aiomqtt.Client:
         async with self._producer_lock:

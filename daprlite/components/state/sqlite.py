@@ -13,7 +13,6 @@ lives in ``_sqlite_sql``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from daprlite.components._sqlite_common import in_transaction, open_connection, stop_worker
 from daprlite.components.errors import ComponentError, ETagMismatchError, MetadataError
 from daprlite.components.metadata import ComponentMetadata, Duration, decode, setting
 from daprlite.components.state._sqlite_sql import (
@@ -153,18 +153,9 @@ class SQLiteStateStore:
 
     async def close(self) -> None:
         """Stop the cleanup task, let queued operations finish, then close the file."""
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
-            self._cleanup = None
+        cleanup, self._cleanup = self._cleanup, None
         executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
-        finally:
-            executor.shutdown(wait=False)
+        await stop_worker(cleanup, executor, self._close_connection)
 
     # -- contract ------------------------------------------------------------------------
     async def get(self, req: GetRequest) -> GetResponse | None:
@@ -264,23 +255,15 @@ class SQLiteStateStore:
         return self._conn
 
     def _open(self) -> str:
-        target, s = self._target, self.settings
-        if target.file is not None:
-            target.file.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        conn = sqlite3.connect(
-            target.database, uri=target.uri, timeout=s.busyTimeout, isolation_level=None
+        s = self.settings
+        conn, journal = open_connection(
+            self._target,
+            s.busyTimeout,
+            wal=not s.disableWAL,
+            log=_log,
+            who=f"state.sqlite {self._name}",
         )
         self._conn = conn
-        conn.execute(f"PRAGMA busy_timeout = {int(s.busyTimeout * 1000)}")
-        journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-        if target.file is not None:
-            wanted = "delete" if s.disableWAL else "wal"
-            journal = str(conn.execute(f"PRAGMA journal_mode = {wanted}").fetchone()[0]).lower()
-            if journal != wanted:  # e.g. another process holds the file in the other mode
-                _log.warning("state.sqlite %s: journal is %s, not %s", self._name, journal, wanted)
-            if journal == "wal":
-                conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; FULL costs an fsync
         conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         self._in_transaction(self._create_schema)
         return journal
@@ -305,17 +288,10 @@ class SQLiteStateStore:
 
     def _in_transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` in BEGIN IMMEDIATE: the write lock is held from the first read."""
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(conn)
-            self._deadline = math.inf  # an interrupted COMMIT would leave the outcome unclear
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        return result
+        return in_transaction(self._connection(), body, self._no_deadline)
+
+    def _no_deadline(self) -> None:
+        self._deadline = math.inf  # an interrupted COMMIT would leave the outcome unclear
 
     def _read_one(self, key: str) -> tuple[bytes, str, float | None] | None:
         return self._connection().execute(self._sql.get, (key, time.time())).fetchone()

@@ -20,19 +20,61 @@ import pytest
 from daprlite.components.metadata import ComponentMetadata
 from daprlite.components.pubsub.api import PubSub
 from daprlite.components.registry import Registry
+from tests.services import MQTT_URL, NATS_URL, RABBITMQ_URL, REDIS_HOST
 
 # Each component type adds itself here and in _properties() below.
-PUBSUB_TYPES: list[str] = []
+PUBSUB_TYPES: list[str] = [
+    "pubsub.in-memory",
+    "pubsub.sqlite",
+    "pubsub.redis",
+    "pubsub.rabbitmq",
+    "pubsub.mqtt3",
+    "pubsub.jetstream",
+]
 # Types whose groups keep messages published while no subscriber is active.
-DURABLE_TYPES: set[str] = set()
+DURABLE_TYPES: set[str] = {
+    "pubsub.sqlite",
+    "pubsub.redis",
+    "pubsub.rabbitmq",
+    "pubsub.mqtt3",
+    "pubsub.jetstream",
+}
 # Types that carry publish metadata and content type to the subscriber.
-METADATA_TYPES: set[str] = set()
+METADATA_TYPES: set[str] = {
+    "pubsub.in-memory",
+    "pubsub.sqlite",
+    "pubsub.redis",
+    "pubsub.rabbitmq",
+    "pubsub.jetstream",
+}
 # Types that implement BulkPublisher natively.
-BULK_TYPES: set[str] = set()
+BULK_TYPES: set[str] = {"pubsub.sqlite", "pubsub.redis"}
 
 
 def _properties(ctype: str, tmp_path: Path, run: str) -> dict[str, str]:
     """Test metadata per type: small redelivery delays, names unique to ``run``."""
+    if ctype == "pubsub.in-memory":
+        return {"redeliverInterval": "50ms"}
+    if ctype == "pubsub.sqlite":  # one file per test, shared by every instance of the test
+        return {
+            "connectionString": str(tmp_path / f"pubsub-{run}.db"),
+            "pollInterval": "20ms",
+            "redeliverInterval": "50ms",
+            "visibilityTimeout": "2s",
+        }
+    if ctype == "pubsub.jetstream":  # streams are named after the topics, kept in memory
+        return {"natsURL": NATS_URL, "memoryStorage": "true", "ackWait": "1s", "backOff": "50ms"}
+    if ctype == "pubsub.redis":  # streams are named after the topics, unique per run
+        return {"redisHost": REDIS_HOST, "processingTimeout": "200ms", "redeliverInterval": "100ms"}
+    if ctype == "pubsub.rabbitmq":  # queues are named after the topics; unused ones expire
+        return {
+            "connectionString": RABBITMQ_URL,
+            "deletedWhenUnused": "false",
+            "requeueDelay": "50ms",
+            "queueExpiresInSeconds": "60",
+        }
+    if ctype == "pubsub.mqtt3":  # topics are unique per run; so are the sessions they leave
+        return {"url": MQTT_URL, "backOffInitialInterval": "50ms"}
     return {}
 
 
