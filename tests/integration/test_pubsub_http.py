@@ -1,7 +1,8 @@
 """Pub/sub end to end: a publishing sidecar and a subscribing sidecar + HTTP app.
 
-The two sidecars are separate processes that share the embedded SQLite
-broker (``pubsub.sqlite``, one file), as on a laptop with nothing installed.
+The two sidecars are separate processes that share one broker: the embedded
+SQLite file (``pubsub.sqlite``, as on a laptop with nothing installed), Redis
+Streams, NATS JetStream, RabbitMQ and MQTT, each a real server.
 Subscriptions come from the app (``/dapr/subscribe``, v1 and v2 with routing
 rules) and from a declarative Subscription file.
 """
@@ -12,35 +13,51 @@ import base64
 import json
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from daprlite.testing import component_yaml
+from tests.conformance.pubsub.conftest import _properties as broker_properties
 from tests.integration.harness import SidecarProcess, free_port, wait_for
 from tests.integration.http import call
 
 APP = Path(__file__).parent / "apps" / "pubsub_http_app.py"
 
-SUBSCRIPTIONS = [
-    {"pubsubname": "pubsub", "topic": "orders", "route": "/orders"},
-    {
-        "pubsubname": "pubsub",
-        "topic": "routed",
-        "routes": {
-            "rules": [
-                {"match": 'event.type == "big"', "path": "/big"},
-                {"match": "event.data.amount > 100", "path": "/large"},
-            ],
-            "default": "/small",
+BROKERS = ["pubsub.sqlite", "pubsub.redis", "pubsub.jetstream", "pubsub.rabbitmq", "pubsub.mqtt3"]
+
+
+def subscriptions(t: Callable[[str], str]) -> list[dict]:
+    return [
+        {"pubsubname": "pubsub", "topic": t("orders"), "route": "/orders"},
+        {
+            "pubsubname": "pubsub",
+            "topic": t("routed"),
+            "routes": {
+                "rules": [
+                    {"match": 'event.type == "big"', "path": "/big"},
+                    {"match": "event.data.amount > 100", "path": "/large"},
+                ],
+                "default": "/small",
+            },
         },
-    },
-    {"pubsubname": "pubsub", "topic": "fragile", "route": "/fragile", "deadLetterTopic": "poison"},
-    {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
-    {"pubsubname": "pubsub", "topic": "raw", "route": "/raw", "metadata": {"rawPayload": "true"}},
-]
+        {
+            "pubsubname": "pubsub",
+            "topic": t("fragile"),
+            "route": "/fragile",
+            "deadLetterTopic": t("poison"),
+        },
+        {"pubsubname": "pubsub", "topic": t("poison"), "route": "/poison"},
+        {
+            "pubsubname": "pubsub",
+            "topic": t("raw"),
+            "route": "/raw",
+            "metadata": {"rawPayload": "true"},
+        },
+    ]
+
 
 DECLARATIVE = """\
 apiVersion: dapr.io/v2alpha1
@@ -49,7 +66,7 @@ metadata:
   name: audit-sub
 spec:
   pubsubname: pubsub
-  topic: audit
+  topic: {topic}
   routes:
     default: /audit
 scopes: [subscriber]
@@ -61,11 +78,15 @@ class System:
     publisher: SidecarProcess
     subscriber: SidecarProcess
     record: Path
+    run: str
+
+    def t(self, name: str) -> str:
+        return f"it-{self.run}-{name}"
 
     def publish(
         self, topic: str, body: bytes, content_type: str = "application/json", query: str = ""
     ) -> int:
-        url = f"{self.publisher.http}/v1.0/publish/pubsub/{topic}{query}"
+        url = f"{self.publisher.http}/v1.0/publish/pubsub/{self.t(topic)}{query}"
         return call("POST", url, data=body, headers={"Content-Type": content_type}).status
 
     def deliveries(self) -> list[dict]:
@@ -78,20 +99,20 @@ class System:
         return self.deliveries()
 
 
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    root = tmp_path_factory.mktemp("pubsub")
+@pytest.fixture(scope="module", params=BROKERS)
+def system(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    broker: str = request.param
+    run = uuid.uuid4().hex[:8]
+    root = tmp_path_factory.mktemp(broker.replace(".", "-"))
     resources = root / "resources"
     resources.mkdir()
-    (resources / "pubsub.yaml").write_text(
-        component_yaml(
-            "pubsub",
-            "pubsub.sqlite",
-            {"connectionString": str(root / "broker.db"), "redeliverInterval": "200ms"},
-        )
-    )
-    (resources / "audit.yaml").write_text(DECLARATIVE)
+    properties = broker_properties(broker, root, run)
+    (resources / "pubsub.yaml").write_text(component_yaml("pubsub", broker, properties))
     record = root / "deliveries.jsonl"
+    system_ = System(None, None, record, run)  # type: ignore[arg-type]
+    (resources / "audit.yaml").write_text(DECLARATIVE.format(topic=system_.t("audit")))
     port = free_port()
     subscriber = SidecarProcess(
         [resources],
@@ -102,15 +123,20 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         env={
             "APP_PORT": str(port),
             "RECORD_FILE": str(record),
-            "SUBSCRIPTIONS": json.dumps(SUBSCRIPTIONS),
+            "SUBSCRIPTIONS": json.dumps(subscriptions(system_.t)),
         },
     )
     publisher = SidecarProcess([resources], app_id="publisher", home=root / "home")
+    system_.publisher, system_.subscriber = publisher, subscriber
     try:
         subscriber.wait_ready()
         publisher.wait_ready()
-        wait_for(lambda: "subscribed to pubsub/audit" in subscriber.output, 20, "subscriptions")
-        yield System(publisher, subscriber, record)
+        wait_for(
+            lambda: f"subscribed to pubsub/{system_.t('audit')}" in subscriber.output,
+            20,
+            "subscriptions",
+        )
+        yield system_
     finally:
         publisher.stop()
         subscriber.stop()
@@ -130,7 +156,7 @@ def test_a_published_event_reaches_the_subscriber_as_a_cloudevent(system: System
     assert got["headers"]["pubsubname"] == "pubsub"
     assert event["data"] == {"marker": marker, "n": 1}
     assert (event["topic"], event["pubsubname"], event["source"]) == (
-        "orders",
+        system.t("orders"),
         "pubsub",
         "publisher",
     )
