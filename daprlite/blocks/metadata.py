@@ -7,10 +7,11 @@ may hold secrets (D7).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from daprlite import DAPR_RUNTIME_VERSION, __version__
+from daprlite.blocks.pubsub.subscriptions import Subscription
 from daprlite.components.bindings.api import Capability, InputBinding, OutputBinding
 from daprlite.components.state.api import Feature
 from daprlite.config.options import AppHealthOptions
@@ -34,6 +35,31 @@ class AppConnection:
     health: AppHealthOptions | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    """One running subscription as the metadata API lists it."""
+
+    pubsub: str
+    topic: str
+    metadata: Mapping[str, str]
+    rules: tuple[tuple[str, str], ...]  # (match, path); the default route has match ""
+    dead_letter_topic: str
+    type: str  # DECLARATIVE, PROGRAMMATIC or STREAMING
+
+
+def subscription_info(sub: Subscription) -> SubscriptionInfo:
+    rules = [(r.rule.text, r.path) for r in sub.routes]
+    if sub.default_path:
+        rules.append(("", sub.default_path))
+    return SubscriptionInfo(
+        sub.pubsub, sub.topic, dict(sub.metadata), tuple(rules), sub.dead_letter_topic, sub.kind
+    )
+
+
+def _no_subscriptions() -> Sequence[Subscription]:
+    return ()
+
+
 def go_duration(seconds: float) -> str:
     """A duration as Go prints it in Dapr's metadata ("5s", "500ms", "1.5s")."""
     if seconds < 1:
@@ -50,6 +76,7 @@ class MetadataSnapshot:
     app_connection: AppConnection | None
     enabled_features: tuple[str, ...] = ()
     resiliencies: tuple[str, ...] = ()
+    subscriptions: tuple[SubscriptionInfo, ...] = ()
 
 
 def capabilities_of(component: LiveComponent) -> tuple[str, ...]:
@@ -83,6 +110,8 @@ class MetadataAPI:
     app_connection: AppConnection | None = None
     resiliencies: tuple[str, ...] = ()
     extended: dict[str, str] = field(default_factory=dict)
+    # The running subscriptions (started ones and open streams), read per snapshot.
+    subscriptions: Callable[[], Sequence[Subscription]] = _no_subscriptions
 
     def snapshot(self) -> MetadataSnapshot:
         comps = tuple(
@@ -97,6 +126,7 @@ class MetadataAPI:
             extended=ext,
             app_connection=self.app_connection,
             resiliencies=self.resiliencies,
+            subscriptions=tuple(subscription_info(s) for s in self.subscriptions()),
         )
 
     def set(self, key: str, value: str) -> None:

@@ -45,6 +45,7 @@ from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
+from daprlite.runtime.streaming import StreamingSubscriptions
 from daprlite.runtime.subscriptions import start_subscriptions
 from daprlite.security.token import api_token_from_env
 from daprlite.transport.grpc.proxy import ProxyHandler
@@ -96,6 +97,7 @@ class Sidecar:
         self.pubsub = PubSubAPI(self.components, options.app_id)
         self._declared_subscriptions: list[Subscription] = []
         self.subscriptions: list[Subscription] = []
+        self.streaming = StreamingSubscriptions(self.pubsub, options.app_id)
         self.secrets = SecretsAPI(self.components, Configuration())
         self.app_channel: AppChannel | None = None
         app_conn = None
@@ -108,6 +110,7 @@ class Sidecar:
                 options.app_health,
             )
         self.metadata = MetadataAPI(options.app_id, self.components, app_conn)
+        self.metadata.subscriptions = lambda: [*self.subscriptions, *self.streaming.active()]
         self.app_health = AppHealth(options.app_health) if options.app_health else None
         self.local_app = LocalApp(
             options.app_id,
@@ -340,6 +343,7 @@ class Sidecar:
             self.request_shutdown,
             self.invoke,
             self.pubsub,
+            self.streaming,
         )
         proxy = ProxyHandler(
             opts.app_id,

@@ -84,6 +84,9 @@ WHOLE_MESSAGES = (
     "dapr.proto.runtime.v1.TopicRoutes",
     "dapr.proto.runtime.v1.TopicRule",
     "dapr.proto.runtime.v1.BulkSubscribeConfig",
+    "dapr.proto.runtime.v1.PubsubSubscription",
+    "dapr.proto.runtime.v1.PubsubSubscriptionRules",
+    "dapr.proto.runtime.v1.PubsubSubscriptionRule",
 )
 
 # The sidecar-to-app services and the RPCs of each that daprlite calls. The

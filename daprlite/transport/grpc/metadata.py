@@ -39,6 +39,16 @@ class MetadataRPCs:
                     runtime_status=metadata_pb2.ActorRuntime.DISABLED
                 ),
             )
+            for sub in snap.subscriptions:
+                entry = out.subscriptions.add(
+                    pubsub_name=sub.pubsub,
+                    topic=sub.topic,
+                    metadata=dict(sub.metadata),
+                    dead_letter_topic=sub.dead_letter_topic,
+                    type=metadata_pb2.PubsubSubscriptionType.Value(sub.type),
+                )
+                for match, path in sub.rules:
+                    entry.rules.rules.add(match=match, path=path)
             if snap.app_connection is not None:
                 ac = snap.app_connection
                 out.app_connection_properties.CopyFrom(

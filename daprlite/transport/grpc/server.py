@@ -19,6 +19,7 @@ from daprlite.blocks.metadata import MetadataAPI
 from daprlite.blocks.pubsub.api import PubSubAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
+from daprlite.runtime.streaming import StreamingSubscriptions
 from daprlite.security.token import HEADER, token_matches
 from daprlite.transport.grpc.bindings import BindingRPCs
 from daprlite.transport.grpc.invoke import InvokeRPCs
@@ -46,9 +47,11 @@ class DaprServicer(
         request_shutdown: Callable[[], None],
         invoke: InvokeAPI,
         pubsub: PubSubAPI,
+        streaming: StreamingSubscriptions | None = None,
     ) -> None:
         self._invoke = invoke
         self._pubsub = pubsub
+        self._streaming = streaming or StreamingSubscriptions(pubsub, pubsub.app_id)
         self._state = state
         self._bindings = bindings
         self._secrets = secrets

@@ -13,7 +13,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from daprlite import errors
-from daprlite.blocks.metadata import Health, MetadataAPI, MetadataSnapshot, go_duration
+from daprlite.blocks.metadata import (
+    Health,
+    MetadataAPI,
+    MetadataSnapshot,
+    SubscriptionInfo,
+    go_duration,
+)
 from daprlite.transport.http.common import read_body
 
 log = logging.getLogger("daprlite.http")
@@ -57,6 +63,8 @@ def snapshot_json(snap: MetadataSnapshot) -> dict[str, object]:
     }
     if snap.enabled_features:
         out["enabledFeatures"] = list(snap.enabled_features)
+    if snap.subscriptions:
+        out["subscriptions"] = [_subscription_json(s) for s in snap.subscriptions]
     if snap.resiliencies:
         out["resiliencies"] = [{"name": n} for n in snap.resiliencies]
     if snap.app_connection is not None:
@@ -75,6 +83,22 @@ def snapshot_json(snap: MetadataSnapshot) -> dict[str, object]:
                 "healthThreshold": ac.health.threshold,
             }
     return out
+
+
+def _subscription_json(sub: SubscriptionInfo) -> dict[str, object]:
+    out: dict[str, object] = {"pubsubname": sub.pubsub, "topic": sub.topic}
+    if sub.metadata:
+        out["metadata"] = dict(sub.metadata)
+    if sub.rules:
+        out["rules"] = [_rule_json(match, path) for match, path in sub.rules]
+    out["deadLetterTopic"] = sub.dead_letter_topic
+    out["type"] = sub.type
+    return out
+
+
+def _rule_json(match: str, path: str) -> dict[str, str]:
+    # Empty fields are left out, as Dapr's JSON does.
+    return {k: v for k, v in (("match", match), ("path", path)) if v}
 
 
 async def get_metadata(request: web.Request) -> web.Response:
