@@ -181,3 +181,25 @@ class GRPCAppChannel:
         gate = self._gate or contextlib.nullcontext()
         async with gate:
             return await self._stub.OnTopicEvent(req, metadata=metadata + list(self._metadata))
+
+    async def on_bulk_topic_event(
+        self, req: appcallback_pb2.TopicEventBulkRequest, metadata: list[tuple[str, str]]
+    ) -> appcallback_pb2.TopicEventBulkResponse:
+        """Deliver a batch: ``OnBulkTopicEvent``, else ``AppCallbackAlpha.OnBulkTopicEventAlpha1``.
+
+        Apps built before the stable RPC existed only serve the alpha one, so
+        UNIMPLEMENTED from the first is answered by trying the second; errors
+        of that one (UNIMPLEMENTED included) are the caller's.
+        """
+        if self._stub is None or self._channel is None:
+            raise AppUnavailableError("the app channel is closed")
+        md = metadata + list(self._metadata)
+        gate = self._gate or contextlib.nullcontext()
+        async with gate:
+            try:
+                return await self._stub.OnBulkTopicEvent(req, metadata=md)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+            alpha = appcallback_pb2_grpc.AppCallbackAlphaStub(self._channel)
+            return await alpha.OnBulkTopicEventAlpha1(req, metadata=md)

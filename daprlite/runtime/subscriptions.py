@@ -40,6 +40,7 @@ from daprlite.channel.http import HTTPAppChannel
 from daprlite.components.pubsub.api import SubscribeRequest
 from daprlite.errors import APIError
 from daprlite.resiliency import Resiliency
+from daprlite.runtime.bulk_delivery import Batcher, bulk_call
 
 log = logging.getLogger("daprlite.pubsub")
 
@@ -162,7 +163,11 @@ def from_grpc_app(subs: list[appcallback_pb2.TopicSubscription]) -> list[Subscri
             "routes": {"rules": rules, "default": s.routes.default},
             "metadata": dict(s.metadata),
             "deadLetterTopic": s.dead_letter_topic,
-            "bulkSubscribe": {"enabled": s.bulk_subscribe.enabled},
+            "bulkSubscribe": {
+                "enabled": s.bulk_subscribe.enabled,
+                "maxMessagesCount": s.bulk_subscribe.max_messages_count,
+                "maxAwaitDurationMs": s.bulk_subscribe.max_await_duration_ms,
+            },
         }
         sub = from_mapping(raw, f"ListTopicSubscriptions[{i}]", PROGRAMMATIC)
         if sub is not None:
@@ -233,7 +238,12 @@ async def start_subscriptions(
             log.warning("subscription to %s/%s not started: subscriptionScopes forbid it", *key)
             continue
         policy = resiliency.component_inbound(sub.pubsub, "pubsub")
-        deliverer = Deliverer(sub, call_app, policy, pubsub.forward)
+        if sub.bulk:
+            batcher = Batcher(sub, bulk_call(channel, topic_event_request))
+            stack.push_async_callback(batcher.close)  # after the component handle closes
+            deliverer = Deliverer(sub, batcher, policy, pubsub.forward)
+        else:
+            deliverer = Deliverer(sub, call_app, policy, pubsub.forward)
         group = live.property("consumerID") or app_id
         handle = await component.subscribe(
             SubscribeRequest(sub.topic, group, _broker_metadata(sub.metadata)), deliverer.handle

@@ -43,7 +43,9 @@ class Subscription:
     metadata: Mapping[str, str] = field(default_factory=dict)
     dead_letter_topic: str = ""
     kind: str = DECLARATIVE
-    bulk: bool = False  # bulkSubscribe.enabled: delivered one by one in this build
+    bulk: bool = False  # bulkSubscribe.enabled: delivered in batches (runtime/bulk_delivery.py)
+    bulk_max_count: int = 100  # bulkSubscribe.maxMessagesCount
+    bulk_max_await_ms: int = 1000  # bulkSubscribe.maxAwaitDurationMs
 
     def path_for(self, event: Mapping[str, object]) -> str | None:
         """The path the event goes to; None when no rule matches and there is no default."""
@@ -86,6 +88,18 @@ def _metadata(raw: object, where: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+def _positive(raw: Mapping[str, object], key: str, default: int, where: str) -> int:
+    """A bulkSubscribe limit; absent or 0 means Dapr's default."""
+    value = raw.get(key)
+    if value is None or value == "" or value == 0:
+        return default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SubscriptionError(f"{where}.bulkSubscribe.{key} must be a positive integer")
+    return value or default
+
+
 def from_mapping(raw: Mapping[str, object], where: str, kind: str) -> Subscription | None:
     """One subscription from ``/dapr/subscribe`` or a Subscription spec; None if it has no route.
 
@@ -113,6 +127,9 @@ def from_mapping(raw: Mapping[str, object], where: str, kind: str) -> Subscripti
         return None  # Dapr discards a subscription with nowhere to deliver
     dead_letter = raw.get("deadLetterTopic") or ""
     bulk = raw.get("bulkSubscribe")
+    if bulk is not None and not isinstance(bulk, Mapping):
+        raise SubscriptionError(f"{where}.bulkSubscribe must be an object")
+    bulk = bulk or {}
     return Subscription(
         pubsub=pubsub,
         topic=topic,
@@ -121,7 +138,9 @@ def from_mapping(raw: Mapping[str, object], where: str, kind: str) -> Subscripti
         metadata=_metadata(raw.get("metadata"), f"{where}.metadata"),
         dead_letter_topic=str(dead_letter),
         kind=kind,
-        bulk=isinstance(bulk, Mapping) and bool(bulk.get("enabled")),
+        bulk=str(bulk.get("enabled")).strip().lower() == "true",
+        bulk_max_count=_positive(bulk, "maxMessagesCount", 100, where),
+        bulk_max_await_ms=_positive(bulk, "maxAwaitDurationMs", 1000, where),
     )
 
 
