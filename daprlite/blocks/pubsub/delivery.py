@@ -11,6 +11,8 @@ For each message of a subscription the component calls :meth:`Deliverer.handle`:
    and are then acked. Without a dead-letter topic a DROP is acked with a
    warning (the app chose it), while RETRY and failures raise, so the
    component keeps the message for redelivery: nothing is lost silently.
+   An app that cannot be reached at all (crashed, restarting) never sends an
+   event to the dead-letter topic: the broker keeps it for redelivery.
 """
 
 from __future__ import annotations
@@ -126,7 +128,15 @@ class Deliverer:
 
         try:
             status = await self._policy.execute(attempt)
-        except (RetryDelivery, ResiliencyTimeoutError, CircuitOpenError, ConnectionError) as exc:
+        except ConnectionError as exc:
+            # The app could not be reached (it crashed, is restarting, or the sidecar
+            # is stopping): not the event's fault, so it is never dead-lettered for
+            # it; the broker keeps it and hands it out again.
+            raise RetryDelivery(
+                f"pubsub {sub.pubsub} topic {sub.topic}: event {msg.id} not delivered, the "
+                f"app is unreachable: {exc}"
+            ) from exc
+        except (RetryDelivery, ResiliencyTimeoutError, CircuitOpenError) as exc:
             await self._dead_letter(body, msg, f"not delivered: {exc}", keep_if_no_dlq=True)
             return
         if status is Status.DROP:
