@@ -122,6 +122,9 @@ class StreamSubscription:
         self._room = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: set[asyncio.Future[int]] = set()
+        # Acks of handlers that finish in the same loop turn go out as one XACK:
+        # one command per message was the subscriber's largest cost (bench/RESULTS.md).
+        self._ack_batch: tuple[list[str], asyncio.Future[int]] | None = None
         self._closed = False
 
     @property
@@ -161,6 +164,8 @@ class StreamSubscription:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.2)
         self._tasks.clear()
+        if self._ack_batch is not None:  # handlers that finished in this very loop turn
+            self._send_acks()
         if self._acks:  # acks of handled messages still on their way
             await asyncio.wait(set(self._acks))
         try:  # keep the group's consumer list from growing with every restart
@@ -231,14 +236,42 @@ class StreamSubscription:
                 )
             else:
                 # The handler is done: closing must not cancel the ack and cause a duplicate.
-                ack = asyncio.ensure_future(self._client.xack(self._topic, self._group, msg.id))
-                self._acks.add(ack)
-                ack.add_done_callback(self._ack_done)
+                ack = self._ack_soon(msg.id)
                 with contextlib.suppress(RedisError):  # logged by _ack_done
                     await asyncio.shield(ack)
             finally:
                 self._held.discard(msg.id)
                 self._room.set()
+
+    def _ack_soon(self, entry_id: str) -> asyncio.Future[int]:
+        """Queue ``entry_id`` for the XACK sent at the end of this loop turn."""
+        if self._ack_batch is None:
+            loop = asyncio.get_running_loop()
+            self._ack_batch = ([], loop.create_future())
+            loop.call_soon(self._send_acks)
+        ids, done = self._ack_batch
+        ids.append(entry_id)
+        return done
+
+    def _send_acks(self) -> None:
+        assert self._ack_batch is not None
+        ids, done = self._ack_batch
+        self._ack_batch = None
+        ack = asyncio.ensure_future(self._client.xack(self._topic, self._group, *ids))
+        self._acks.add(ack)
+        ack.add_done_callback(self._ack_done)
+
+        def settle(sent: asyncio.Future[int]) -> None:
+            if done.done():
+                return
+            if sent.cancelled():
+                done.cancel()
+            elif sent.exception() is not None:
+                done.set_exception(sent.exception())  # type: ignore[arg-type]
+            else:
+                done.set_result(sent.result())
+
+        ack.add_done_callback(settle)
 
     def _ack_done(self, ack: asyncio.Future[int]) -> None:
         self._acks.discard(ack)
