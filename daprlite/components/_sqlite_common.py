@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -38,7 +39,7 @@ def open_connection(
         journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
         if target.file is not None:
             wanted = "wal" if wal else "delete"
-            journal = str(conn.execute(f"PRAGMA journal_mode = {wanted}").fetchone()[0]).lower()
+            journal = _set_journal_mode(conn, wanted, busy_timeout)
             if journal != wanted:  # e.g. another process holds the file in the other mode
                 log.warning("%s: journal is %s, not %s", who, journal, wanted)
             if journal == "wal":
@@ -47,6 +48,32 @@ def open_connection(
         conn.close()
         raise
     return conn, journal
+
+
+def retry_while_locked(work: Callable[[], T], busy_timeout: float) -> T:
+    """Run ``work``, retrying while SQLite says the file is locked or busy.
+
+    Some steps (switching the journal mode, a read that must become a write
+    in WAL mode) fail at once with "database is locked" instead of waiting
+    for the busy timeout: two sidecars opening a new file together hit this.
+    Runs on the component's worker thread, so sleeping here blocks no loop.
+    """
+    deadline = time.monotonic() + max(busy_timeout, 1.0)
+    while True:
+        try:
+            return work()
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _set_journal_mode(conn: sqlite3.Connection, wanted: str, busy_timeout: float) -> str:
+    return retry_while_locked(
+        lambda: str(conn.execute(f"PRAGMA journal_mode = {wanted}").fetchone()[0]).lower(),
+        busy_timeout,
+    )
 
 
 def in_transaction(

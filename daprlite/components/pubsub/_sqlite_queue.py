@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from daprlite.components._sqlite_common import in_transaction, open_connection
+from daprlite.components._sqlite_common import in_transaction, open_connection, retry_while_locked
 from daprlite.components.errors import ComponentError
 from daprlite.components.state._sqlite_sql import Target
 
@@ -141,7 +141,10 @@ class QueueFile:
             log=_log,
             who=f"pubsub.sqlite {self._label}",
         )
-        self._transaction(lambda c: [c.execute(s) for s in _SCHEMA])
+        retry_while_locked(
+            lambda: self._transaction(lambda c: [c.execute(s) for s in _SCHEMA]),
+            self._busy_timeout,
+        )
         return journal
 
     def close(self) -> None:

@@ -382,3 +382,27 @@ async def test_messages_survive_closing_every_instance(tmp_path: Path) -> None:
         (msg,) = await inbox.wait_for(1)
         assert msg.data == b"durable"
         await sub.close()
+
+
+def test_many_processes_opening_a_new_file_together_all_succeed(tmp_path: Path) -> None:
+    """Switching a new file to WAL can fail at once with "database is locked"; init retries."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "fresh.db"
+    script = (
+        "import asyncio\n"
+        "from daprlite.components.metadata import ComponentMetadata\n"
+        "from daprlite.components.pubsub.sqlite import SQLitePubSub\n"
+        "async def main():\n"
+        "    ps = SQLitePubSub()\n"
+        f"    props = {{'connectionString': {str(db)!r}}}\n"
+        "    await ps.init(ComponentMetadata('p', 'pubsub.sqlite', properties=props))\n"
+        "    await ps.close()\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE) for _ in range(8)
+    ]
+    failures = [p.stderr.read().decode() for p in procs if p.wait(60) != 0]  # type: ignore[union-attr]
+    assert failures == []
