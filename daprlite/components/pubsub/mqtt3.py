@@ -88,6 +88,12 @@ class MQTTPubSubSettings:
         doc="Start every subscriber connection with an empty session. Keep false so that "
         "messages sent to a group while it is away are delivered when it is back.",
     )
+    concurrency: int = setting(
+        10,
+        doc="daprlite: messages handled at once per subscription. Acknowledgements still go "
+        "to the broker in arrival order, as MQTT 3.1.1 requires; handling one at a time lets "
+        "a busy broker's per-client queue overflow and drop messages.",
+    )
     backOffInitialInterval: Duration = setting(
         Duration(0.5), doc="daprlite: pause before retrying a message whose handler failed."
     )
@@ -102,6 +108,8 @@ class MQTTPubSubSettings:
         parse_broker_url(self.url)  # raises on a malformed url
         if self.qos not in (0, 1, 2):
             raise MetadataError("qos", f"expected 0, 1 or 2, got {self.qos}")
+        if self.concurrency < 1:
+            raise MetadataError("concurrency", f"expected at least 1, got {self.concurrency}")
         if self.backOffInitialInterval <= 0:
             raise MetadataError(
                 "backOffInitialInterval",
@@ -357,8 +365,7 @@ class _MQTTSubscription:
                 if current is None:
                     current = await self.connect()
                     _log.info("pubsub %r: resubscribed to %r", self._owner._name, self._filter)
-                async for message in current.messages:
-                    await self._deliver(current, message, handler)
+                await self._consume_connection(current, handler)
             except (MqttError, ComponentError) as exc:
                 _log.warning(
                     "pubsub %r: MQTT connection of client %r lost (%s); reconnecting",
@@ -377,9 +384,53 @@ class _MQTTSubscription:
             await asyncio.sleep(wait)
             wait = min(wait * 2, _RECONNECT_MAX)
 
-    async def _deliver(
-        self, client: aiomqtt.Client, message: aiomqtt.Message, handler: Handler
+    async def _consume_connection(self, client: aiomqtt.Client, handler: Handler) -> None:
+        """Handle up to ``concurrency`` messages at once; acknowledge them in arrival order.
+
+        Ending (connection lost, close) cancels what is in flight; those messages
+        are unacknowledged, so the broker hands them out again on the session.
+        """
+        slots = asyncio.Semaphore(self._s.concurrency)
+        in_order: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]] = asyncio.Queue()
+        acker = asyncio.create_task(self._ack_in_order(client, in_order))
+        handling: set[asyncio.Task[None]] = set()
+        try:
+            async for message in client.messages:
+                await slots.acquire()
+                task = asyncio.create_task(self._deliver(message, handler))
+                handling.add(task)
+                task.add_done_callback(handling.discard)
+                task.add_done_callback(lambda _t: slots.release())
+                in_order.put_nowait((message, task))
+                if acker.done():  # the acker only ends on an error: surface it
+                    acker.result()
+        finally:
+            acker.cancel()
+            for task in list(handling):
+                task.cancel()
+            await asyncio.gather(acker, *handling, return_exceptions=True)
+
+    async def _ack_in_order(
+        self,
+        client: aiomqtt.Client,
+        in_order: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]],
     ) -> None:
+        while True:
+            message, handled = await in_order.get()
+            await asyncio.shield(handled)  # handlers retry until they succeed
+            self._ack(client, message)
+
+    def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        if self._s.qos == 1 and message.qos == 1:
+            rc = client._client.ack(message.mid, message.qos)  # see connect() on manual acks
+            if rc != 0:
+                _log.info(
+                    "pubsub %r: could not acknowledge a message (rc %s); it is delivered again",
+                    self._owner._name,
+                    rc,
+                )
+
+    async def _deliver(self, message: aiomqtt.Message, handler: Handler) -> None:
         msg = Message(topic=message.topic.value, data=bytes(message.payload))
         wait, attempt = float(self._s.backOffInitialInterval), 0
         while True:
@@ -399,11 +450,3 @@ class _MQTTSubscription:
                 )
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, float(self._s.backOffMaxInterval))
-        if self._s.qos == 1 and message.qos == 1:
-            rc = client._client.ack(message.mid, message.qos)  # see connect() on manual acks
-            if rc != 0:
-                _log.info(
-                    "pubsub %r: could not acknowledge a message (rc %s); it is delivered again",
-                    self._owner._name,
-                    rc,
-                )

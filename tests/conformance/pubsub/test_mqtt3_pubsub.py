@@ -63,6 +63,7 @@ async def opened(**props: str) -> AsyncIterator[MQTTPubSub]:
         ({"url": "http://localhost:1883"}, "url"),
         ({"url": "tcp://localhost:port"}, "url"),
         ({"url": MQTT_URL, "qos": "3"}, "qos"),
+        ({"url": MQTT_URL, "concurrency": "0"}, "concurrency"),
         ({"url": MQTT_URL, "retain": "sometimes"}, "retain"),
         ({"url": MQTT_URL, "backOffInitialInterval": "0s"}, "backOffInitialInterval"),
         (
@@ -168,3 +169,39 @@ async def test_subscribers_of_one_group_in_one_process_use_distinct_sessions() -
         assert len(first.deliveries) + len(second.deliveries) == 20
         await sub1.close()
         await sub2.close()
+
+
+async def test_messages_are_handled_concurrently_and_all_acknowledged_once() -> None:
+    """A slow handler no longer holds up the queue; every message is still acked exactly once."""
+    t = topic()
+    in_flight = peak = 0
+    done: list[bytes] = []
+
+    async def slow(msg: Message) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.2)
+        in_flight -= 1
+        done.append(msg.data)
+
+    items = [f"m{i}".encode() for i in range(8)]
+    async with opened(consumerID="busy-app", concurrency="4") as ps:
+        sub = await ps.subscribe(SubscribeRequest(t, "g"), slow)
+        for data in items:
+            await ps.publish(PublishRequest(t, data))
+        async with asyncio.timeout(WAIT):
+            while len(done) < len(items):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # the last acknowledgements go out
+        await sub.close()
+    assert sorted(done) == sorted(items) and 1 < peak <= 4
+    # Every message was acknowledged: the group's session has nothing left to replay.
+    async with opened(consumerID="busy-app") as ps:
+        again = Inbox()
+        sub = await ps.subscribe(SubscribeRequest(t, "g"), again)
+        await ps.publish(PublishRequest(t, b"after"))
+        assert (await again.next()).data == b"after"
+        await asyncio.sleep(0.3)
+        assert [m.data for m in again.deliveries] == [b"after"]
+        await sub.close()
