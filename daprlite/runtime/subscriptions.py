@@ -245,9 +245,14 @@ async def start_subscriptions(
         else:
             deliverer = Deliverer(sub, call_app, policy, pubsub.forward)
         group = live.property("consumerID") or app_id
-        handle = await component.subscribe(
-            SubscribeRequest(sub.topic, group, _broker_metadata(sub.metadata)), deliverer.handle
-        )
+        try:
+            handle = await component.subscribe(
+                SubscribeRequest(sub.topic, group, _broker_metadata(sub.metadata)),
+                deliverer.handle,
+            )
+        except Exception as exc:  # one broken subscription must not keep the others down
+            log.error("subscription to %s/%s could not start: %s", sub.pubsub, sub.topic, exc)
+            continue
         stack.push_async_callback(handle.close)
         started.append(sub)
         log.info("subscribed to %s/%s (%s)", sub.pubsub, sub.topic, sub.kind.lower())

@@ -163,3 +163,31 @@ def test_a_garbage_answer_counts_as_success_and_is_not_redelivered(tmp_path: Pat
     finally:
         pub.stop()
         sub.stop()
+
+
+def test_a_subscription_that_cannot_start_does_not_keep_the_others_down(tmp_path: Path) -> None:
+    import redis
+
+    from tests.services import REDIS_HOST
+
+    run = uuid.uuid4().hex[:8]
+    broken, fine = f"notastream-{run}", f"fine-{run}"
+    host, _, port = REDIS_HOST.partition(":")
+    client = redis.Redis(host=host, port=int(port or 6379))
+    client.set(broken, "a plain string key, so no consumer group can be made on it")
+    res = resources_for(tmp_path, "pubsub.redis")
+    record = tmp_path / "got.jsonl"
+    sub = subscriber(tmp_path, res, [broken, fine], record)
+    pub = SidecarProcess([res], app_id="publisher", home=tmp_path / "home")
+    try:
+        sub.wait_ready()
+        pub.wait_ready()
+        wait_for(lambda: f"subscribed to pubsub/{fine}" in sub.output, 20, "the good one")
+        assert f"subscription to pubsub/{broken} could not start" in sub.output
+        assert call("GET", f"{sub.http}/v1.0/healthz").status == 204
+        assert publish(pub, fine, {"m": 1}) == 204
+        wait_for(lambda: received(record), 20, "the message on the good topic")
+    finally:
+        pub.stop()
+        sub.stop()
+        client.delete(broken, fine)
