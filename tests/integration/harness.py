@@ -7,6 +7,7 @@ APIs answer, and is always stopped by the test that started it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -103,6 +104,20 @@ class SidecarProcess:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"sidecar never became healthy:\n{self.output}")
+
+    def kill_hard(self) -> None:
+        """SIGKILL the sidecar, as a crash would, and then its app, which would outlive it."""
+        children: list[int] = []
+        try:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            children = [int(c) for c in text.split()]
+        except OSError:
+            pass
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         code = self.proc.wait(timeout)

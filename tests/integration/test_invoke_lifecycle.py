@@ -6,7 +6,6 @@ or killing it affects no other test.
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -46,8 +45,7 @@ def test_a_crashed_callee_leaves_a_stale_record_that_does_not_break_calls(
     second = None
     try:
         wait_until_reachable(invoke_system, "phoenix")
-        first.proc.send_signal(signal.SIGKILL)  # no clean-up: the record stays behind
-        first.proc.wait(10)
+        first.kill_hard()  # no clean-up: the record stays behind
         assert list((invoke_system.home / "run").glob(f"phoenix.{first.proc.pid}.json"))
         second = start_callee("phoenix", invoke_system.home, invoke_system.resources)
         second.wait_ready()
