@@ -62,6 +62,20 @@ def parse_duration(text: str) -> float:
     return sign * total
 
 
+def int_metadata(metadata: Mapping[str, str], key: str, low: int, high: int) -> int | None:
+    """A request-metadata integer in [low, high]; MetadataError naming ``key`` otherwise."""
+    raw = metadata.get(key)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise MetadataError(key, f"expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise MetadataError(key, f"expected {low} to {high}, got {value}")
+    return value
+
+
 def parse_bool(text: str) -> bool:
     low = text.strip().lower()
     if low in _TRUE:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -42,7 +41,7 @@ from daprlite.components.bindings.api import (
     UnsupportedOperationError,
 )
 from daprlite.components.errors import ComponentError, MetadataError
-from daprlite.components.metadata import ComponentMetadata, decode, setting
+from daprlite.components.metadata import ComponentMetadata, decode, int_metadata, setting
 
 _log = logging.getLogger("daprlite.component.bindings")
 
@@ -141,20 +140,6 @@ class RabbitMQSettings:
         if self.maxPriority is not None:
             args["x-max-priority"] = self.maxPriority
         return args
-
-
-def _int_metadata(metadata: Mapping[str, str], key: str, low: int, high: int) -> int | None:
-    """A request-metadata integer in [low, high]; MetadataError naming ``key`` otherwise."""
-    raw = metadata.get(key)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise MetadataError(key, f"expected an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise MetadataError(key, f"expected {low} to {high}, got {value}")
-    return value
 
 
 class RabbitMQBinding:
@@ -269,8 +254,8 @@ class RabbitMQBinding:
                 f"binding {self._name!r} does not support operation {req.operation!r}"
             )
         s = self._settings()
-        ttl = _int_metadata(req.metadata, "ttlInSeconds", 0, 2**31 // 1000)
-        priority = _int_metadata(req.metadata, "priority", 0, 255)
+        ttl = int_metadata(req.metadata, "ttlInSeconds", 0, 2**31 // 1000)
+        priority = int_metadata(req.metadata, "priority", 0, 255)
         message = aio_pika.Message(
             req.data,
             content_type=req.metadata.get("contentType") or s.contentType,

@@ -39,9 +39,8 @@ from aio_pika.abc import (
 )
 
 from daprlite.components.bindings._brokertls import client_tls_context
-from daprlite.components.bindings.rabbitmq import _int_metadata
 from daprlite.components.errors import ComponentError
-from daprlite.components.metadata import ComponentMetadata, decode
+from daprlite.components.metadata import ComponentMetadata, decode, int_metadata
 from daprlite.components.pubsub._rabbitmq_settings import RabbitMQPubSubSettings
 from daprlite.components.pubsub.api import (
     Feature,
@@ -161,7 +160,7 @@ class RabbitMQPubSub:
     # -- publish ------------------------------------------------------------------------
     async def publish(self, req: PublishRequest) -> None:
         s, _ = self._settings()
-        ttl = _int_metadata(req.metadata, "ttlInSeconds", 0, 2**31 // 1000)
+        ttl = int_metadata(req.metadata, "ttlInSeconds", 0, 2**31 // 1000)
         if ttl is None:
             ttl = s.ttlInSeconds
         message = aio_pika.Message(
@@ -174,7 +173,7 @@ class RabbitMQPubSub:
             else DeliveryMode.NOT_PERSISTENT,
             expiration=ttl or None,
             message_id=uuid.uuid4().hex,
-            priority=_int_metadata(req.metadata, "priority", 0, 255),
+            priority=int_metadata(req.metadata, "priority", 0, 255),
         )
         routing_key = req.metadata.get("routingKey", "")
         # A channel or exchange that went away since the last call (an
