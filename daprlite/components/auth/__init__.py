@@ -1,0 +1,1 @@
+"""Auth components: ``auth.jwt`` (token validation) and ``auth.sessions``."""

@@ -1,0 +1,75 @@
+"""The auth component contracts: what the auth block and the bearer middleware rely on.
+
+``auth.jwt`` implements :class:`TokenValidator`; ``auth.sessions`` implements
+:class:`SessionStore`. The auth block (``blocks/auth.py``) and the
+``middleware.http.bearer`` component only ever see these Protocols. A
+component signals a refused token or session with :class:`AuthError`, whose
+``code`` is one of the ``ERR_AUTH_*`` catalogue codes; the block maps it to
+the catalogue entry (HTTP 401 / gRPC UNAUTHENTICATED for refusals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from daprlite.components.metadata import ComponentMetadata
+
+# A claim value is whatever JSON the token carried.
+Claims = Mapping[str, object]
+
+
+class AuthError(Exception):
+    """A token or session was refused; ``code`` is an ERR_AUTH_* catalogue code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@runtime_checkable
+class TokenValidator(Protocol):
+    async def init(self, metadata: ComponentMetadata) -> None: ...
+
+    def features(self) -> frozenset[str]: ...
+
+    async def validate(self, token: str) -> dict[str, object]:
+        """The token's claims once signature, time, issuer, audience and required
+        claims are checked; raises AuthError otherwise. Never logs the token."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    session_id: str
+    subject: str
+    claims: Mapping[str, object] = field(default_factory=dict)
+    created_at: float = 0.0  # epoch seconds
+    expires_at: float = 0.0  # epoch seconds; sliding on refresh
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    async def init(self, metadata: ComponentMetadata) -> None: ...
+
+    def features(self) -> frozenset[str]: ...
+
+    async def create(self, subject: str, claims: Claims, ttl_seconds: float | None) -> Session: ...
+
+    async def validate(self, session_id: str) -> Session:
+        """The live session; raises AuthError (unknown, expired or revoked)."""
+        ...
+
+    async def refresh(self, session_id: str, ttl_seconds: float | None) -> Session: ...
+
+    async def revoke(self, session_id: str) -> None: ...
+
+    async def revoke_subject(self, subject: str) -> int:
+        """Revoke every session of ``subject``; the number revoked."""
+        ...
+
+    async def close(self) -> None: ...

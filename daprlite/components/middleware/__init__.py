@@ -1,0 +1,1 @@
+"""HTTP middleware components (``middleware.http.*``) for the API and app pipelines."""
