@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daprlite.config.options import daprlite_home
+from daprlite.security.ca import ca_exists, create_ca, write_ca
 
 STATESTORE = """\
 # Written by `daprlite init`: the embedded default state store.
@@ -70,8 +71,8 @@ DEFAULTS = {
 }
 
 
-def init(home: Path | None = None) -> list[str]:
-    """Create the default folder layout; returns the lines to print."""
+def init(home: Path | None = None, renew_ca: bool = False) -> list[str]:
+    """Create the default folder layout and the local CA; returns the lines to print."""
     root = home or daprlite_home()
     components = root / "components"
     data = root / "data"
@@ -88,5 +89,14 @@ def init(home: Path | None = None) -> list[str]:
         text = text.replace("{pubsub_db}", str(data / "pubsub.db"))
         target.write_text(text, encoding="utf-8")
         lines.append(f"✅  Wrote {target} ({ctype})")
+    lines.append(_init_ca(root / "certs", renew_ca))
     lines.append(f"✅  Success! daprlite is up and running. Components are in {components}")
     return lines
+
+
+def _init_ca(certs: Path, renew: bool) -> str:
+    """The local CA from which every sidecar on this machine issues its mTLS certificate."""
+    if ca_exists(certs) and not renew:
+        return f"ℹ️  {certs} already holds a CA; left unchanged (--renew-ca replaces it)"
+    write_ca(create_ca(), certs)
+    return f"✅  Created the mTLS certificate authority in {certs} (sidecars use mTLS from now on)"

@@ -53,6 +53,13 @@ def test_grpc_calls_need_the_token(sc: SidecarProcess, monkeypatch: pytest.Monke
         with pytest.raises(grpc.RpcError) as err:
             client.get_state("statestore", "k")
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert err.value.details() == "missing api token in request metadata"
+    monkeypatch.setattr(settings, "DAPR_API_TOKEN", "not-the-token")
+    with DaprClient(address=f"127.0.0.1:{sc.grpc_port}") as client:
+        with pytest.raises(grpc.RpcError) as err:
+            client.get_state("statestore", "k")
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert err.value.details() == "authentication error: api token mismatch"
     monkeypatch.setattr(settings, "DAPR_API_TOKEN", "s3cret-token")
     with DaprClient(address=f"127.0.0.1:{sc.grpc_port}") as client:
         client.save_state("statestore", "k", "v")

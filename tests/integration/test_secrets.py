@@ -223,3 +223,34 @@ def test_env_secret_store_through_the_sidecar(tmp_path: Path) -> None:
         }
     finally:
         sc.stop()
+
+
+def test_secret_values_stay_out_of_logs_errors_and_metadata(
+    tmp_path: Path, private_redis: int
+) -> None:
+    """Debug logging and API logging on; a wrong password; the values never show."""
+    res = tmp_path / "res"
+    res.mkdir()
+    secret_store(res, "vault", {"redis-password": "wr0ng-pa55-value", "api-key": "k3y-value-xyz"})
+    _redis_with_secret_password(res, private_redis, "redis-password")
+    args = ["--log-level", "debug", "--enable-api-logging"]
+    bad = SidecarProcess([res], "badsecret", tmp_path / "home", extra_args=args)
+    try:
+        assert bad.wait_exit(30) == 1
+        assert any("Failed to start" in x and "statestore" in x for x in bad.lines)
+        assert "wr0ng-pa55-value" not in bad.output
+    finally:
+        bad.stop()
+    (res / "statestore.yaml").unlink()
+    sc = SidecarProcess([res], "goodsecret", tmp_path / "home", extra_args=args)
+    try:
+        sc.wait_ready()
+        got = call("GET", f"{sc.http}/v1.0/secrets/vault/api-key").json()
+        assert got == {"api-key": "k3y-value-xyz"}  # the app gets it...
+        meta = json.dumps(call("GET", f"{sc.http}/v1.0/metadata").json())
+        assert "k3y-value-xyz" not in meta and "wr0ng-pa55-value" not in meta
+        assert "HTTP API Called" in sc.output  # API logging was on
+    finally:
+        sc.stop()
+    # ...and nothing else ever does.
+    assert "k3y-value-xyz" not in sc.output and "wr0ng-pa55-value" not in sc.output

@@ -38,6 +38,11 @@ class Caller:
 
     app_id: str
     namespace: str = ""
+    # Set only when the identity was proven: by the peer certificate's SPIFFE ID
+    # (mTLS), or because the call never left this sidecar. Access-control
+    # policies apply to verified callers only; others get the global default.
+    trust_domain: str = ""
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from daprlite.blocks.invoke.local import AccessCheck
+from daprlite.blocks.invoke.model import Caller
 from daprlite.blocks.invoke.paths import same_namespace, split_target
 from daprlite.components.nameresolution.api import AppNotFoundError, Resolver, ResolveRequest
 from daprlite.errors import APIError
@@ -33,7 +35,9 @@ class ProxyHandler(grpc.GenericRpcHandler):
         own_app_target: Callable[[], str | None],
         resolver: Callable[[], Resolver | None],
         max_message_size: int,
+        access_check: AccessCheck | None = None,
     ) -> None:
+        self._access_check = access_check
         self._app_id = app_id
         self._namespace = namespace
         self._own_app_target = own_app_target
@@ -107,6 +111,28 @@ class ProxyHandler(grpc.GenericRpcHandler):
         host = f"[{address.host}]" if ":" in address.host else address.host
         return f"{host}:{address.grpc_port}", False
 
+    async def _check_access(
+        self,
+        caller_md: list[tuple[str, str]],
+        method: str,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        if self._access_check is None:
+            return
+        claimed = dict(caller_md)
+        if claimed:
+            caller = Caller(
+                claimed.get("dapr-caller-app-id", ""), claimed.get("dapr-caller-namespace", "")
+            )
+        else:
+            caller = Caller(self._app_id, self._namespace, verified=True)
+        if not self._access_check(caller, method.lstrip("/"), "NONE"):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"access control policy has denied access to id: {caller.app_id} "
+                f"operation: {method}",
+            )
+
     async def _proxy(
         self,
         target: str,
@@ -126,8 +152,10 @@ class ProxyHandler(grpc.GenericRpcHandler):
         ]
         if local:
             # The last hop: keep the identity the caller's sidecar wrote (a direct
-            # call from our own app has none, and gets ours). Until mTLS, anyone who
-            # can reach this port can claim an identity, as on the internal port.
+            # call from our own app has none, and gets ours). That identity is not
+            # proven (this hop is not mTLS), so access control treats it as
+            # unverified: only the global default action applies to it.
+            await self._check_access(caller, method, context)
             md = [(k, v) for k, v in md if k != "dapr-app-id"]
             md += caller or [
                 ("dapr-caller-app-id", self._app_id),

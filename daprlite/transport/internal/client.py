@@ -9,6 +9,7 @@ refusal by the callee's sidecar comes back as the same catalogue error.
 from __future__ import annotations
 
 import json
+import ssl
 
 import aiohttp
 from multidict import CIMultiDict
@@ -17,17 +18,25 @@ from daprlite.blocks.invoke.api import CalleeUnavailableError
 from daprlite.blocks.invoke.model import Caller, InvokeRequest, InvokeResponse
 from daprlite.components.nameresolution.api import Address
 from daprlite.observability.tracing import TraceContext
+from daprlite.security.mtls import dns_name
 from daprlite.transport.internal import wire
 
 
 class InternalClient:
-    def __init__(self, max_body_size: int) -> None:
+    """With ``tls`` (the workload identity's client context) every hop is mTLS, and the
+    callee's certificate must name the app that was meant (checked in the handshake)."""
+
+    def __init__(self, max_body_size: int, tls: ssl.SSLContext | None = None) -> None:
         self._max_body_size = max_body_size
+        self._tls = tls
+        self._scheme = "https" if tls is not None else "http"
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(
+                limit=0, keepalive_timeout=30, ssl=self._tls if self._tls is not None else True
+            ),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
@@ -49,12 +58,16 @@ class InternalClient:
         if self._session is None:
             raise CalleeUnavailableError("the sidecar is shutting down")
         host = f"[{address.host}]" if ":" in address.host else address.host
-        url = f"http://{host}:{address.internal_port}{wire.request_path(req.method)}"
+        url = f"{self._scheme}://{host}:{address.internal_port}{wire.request_path(req.method)}"
         headers = CIMultiDict(wire.request_headers(req, callee, caller))
         headers.update(trace.headers())
         try:
             async with self._session.post(
-                url, data=req.body, headers=headers, allow_redirects=False
+                url,
+                data=req.body,
+                headers=headers,
+                allow_redirects=False,
+                server_hostname=dns_name(callee.app_id, callee.namespace) if self._tls else None,
             ) as resp:
                 body = await resp.read()
                 kind = resp.headers.get(wire.H_ERROR)
