@@ -117,7 +117,8 @@ def our_modules() -> list[ModuleType]:
 
 
 def our_files() -> list[FileDescriptor]:
-    return [module.DESCRIPTOR for module in our_modules()]
+    """Our Dapr-compatible files; daprlite's own API (package daprlite.*) has no SDK twin."""
+    return [m.DESCRIPTOR for m in our_modules() if m.DESCRIPTOR.package.startswith("dapr.")]
 
 
 def walk_messages(messages: list[Descriptor]) -> Iterator[Descriptor]:

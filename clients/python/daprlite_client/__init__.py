@@ -1,4 +1,4 @@
-"""daprlite-client: gRPC stubs and a small async state client for daprlite.
+"""daprlite-client: gRPC stubs and small async state and auth clients for daprlite.
 
 This package sits on the application side of the app-to-sidecar gRPC API. The
 stubs under ``daprlite_client._proto`` are generated from daprlite's own
@@ -10,8 +10,18 @@ official ``dapr`` SDK.
 
 from __future__ import annotations
 
+from daprlite_client.auth import AuthCallError, AuthClient, AuthRefused, Session
 from daprlite_client.state import EtagMismatchError, StateClient, StateError
 
 __version__ = "0.1.0"
 
-__all__ = ["EtagMismatchError", "StateClient", "StateError", "__version__"]
+__all__ = [
+    "AuthCallError",
+    "AuthClient",
+    "AuthRefused",
+    "EtagMismatchError",
+    "Session",
+    "StateClient",
+    "StateError",
+    "__version__",
+]

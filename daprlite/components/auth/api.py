@@ -10,7 +10,7 @@ the catalogue entry (HTTP 401 / gRPC UNAUTHENTICATED for refusals).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -73,3 +73,59 @@ class SessionStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# --- what auth.sessions needs from the sidecar's state block --------------------------------
+# The component keeps its records in a state store that another component
+# provides. It never sees that store directly: the auth block hands it this
+# narrow view of the state block (``blocks/auth.py`` adapts ``StateAPI``), so
+# key prefixes, resiliency and scopes apply exactly as for an app's own calls.
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    value: bytes
+    etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """One write: ``value`` None deletes. ``etag`` guards it; ``insert_only`` (no etag)
+    fails if the key exists. A guard that fails raises ``ETagMismatchError``."""
+
+    key: str
+    value: bytes | None
+    etag: str | None = None
+    insert_only: bool = False
+    ttl_seconds: int | None = None
+
+
+@runtime_checkable
+class SessionStateAccess(Protocol):
+    def transactional(self, store: str) -> bool: ...
+
+    def expires_keys(self, store: str) -> bool:
+        """Whether the store honours ``ttl_seconds`` (its TTL feature)."""
+        ...
+
+    async def read(self, store: str, key: str) -> StoredItem | None: ...
+
+    async def write(self, store: str, writes: Sequence[StateWrite]) -> None:
+        """Apply ``writes``; more than one needs a transactional store and is atomic.
+
+        Raises ``ETagMismatchError`` when a guard fails and ``ComponentError``
+        when the store fails."""
+        ...
+
+
+@runtime_checkable
+class StateBound(Protocol):
+    """A component that needs the state block; the runtime calls ``bind`` after init."""
+
+    def bind(self, state: SessionStateAccess) -> None: ...
+
+
+def is_token_validator(instance: object) -> bool:
+    """Whether ``instance`` validates tokens. ``runtime_checkable`` only looks at method
+    names, and a session store also has ``validate``, so sessions are told apart here."""
+    return isinstance(instance, TokenValidator) and not isinstance(instance, SessionStore)

@@ -1,0 +1,2 @@
+# Post-processed by scripts/gen_proto.py for package root daprlite._proto
+# (own imports rooted there, private descriptor pool). Edit proto/ and rerun.
