@@ -82,6 +82,11 @@ BAD_REQUEST = E("ERR_BAD_REQUEST", 400, Code.INVALID_ARGUMENT)
 API_UNIMPLEMENTED = E("ERR_API_UNIMPLEMENTED", 501, Code.UNIMPLEMENTED)
 DIRECT_INVOKE = E("ERR_DIRECT_INVOKE", 404, Code.NOT_FOUND)
 INTERNAL = E("ERROR", 500, Code.INTERNAL, "ERROR")
+# daprlite sentry: the caller's service-account token did not authenticate, or it did but
+# names another namespace / app id; the Kubernetes API it checks with cannot be reached.
+SENTRY_UNAUTHENTICATED = E("ERR_SENTRY_UNAUTHENTICATED", 401, Code.UNAUTHENTICATED)
+SENTRY_FORBIDDEN = E("ERR_SENTRY_FORBIDDEN", 403, Code.PERMISSION_DENIED)
+SENTRY_UNAVAILABLE = E("ERR_SENTRY_UNAVAILABLE", 503, Code.UNAVAILABLE)
 
 # --- state -------------------------------------------------------------------
 STATE_STORE_NOT_CONFIGURED = E(
@@ -142,6 +147,10 @@ DIRECT_INVOKE_BAD_REQUEST = DIRECT_INVOKE.with_status(400, Code.INVALID_ARGUMENT
 # The callee's access-control policy refused the caller.
 DIRECT_INVOKE_FORBIDDEN = DIRECT_INVOKE.with_status(403, Code.PERMISSION_DENIED)
 
+# --- HTTP middleware -----------------------------------------------------------------
+# middleware.http.ratelimit refused a client past its requests-per-second limit.
+RATE_LIMITED = E("ERR_RATE_LIMITED", 429, Code.RESOURCE_EXHAUSTED)
+
 # --- pub/sub ------------------------------------------------------------------------
 PUBSUB_NOT_CONFIGURED = E(
     "ERR_PUBSUB_NOT_CONFIGURED", 400, Code.FAILED_PRECONDITION, "DAPR_PUBSUB_NOT_CONFIGURED"
@@ -185,3 +194,43 @@ SECRET_STORES_NOT_CONFIGURED = E("ERR_SECRET_STORES_NOT_CONFIGURED", 500, Code.F
 SECRET_STORE_NOT_FOUND = E("ERR_SECRET_STORE_NOT_FOUND", 401, Code.INVALID_ARGUMENT)
 SECRET_PERMISSION_DENIED = E("ERR_PERMISSION_DENIED", 403, Code.PERMISSION_DENIED)
 SECRET_GET = E("ERR_SECRET_GET", 500, Code.INTERNAL)
+
+# --- auth (daprlite's own block: /v1.0-alpha1/auth, daprlite.runtime.v1.Auth) ------------
+# A refused token or session is 401 / UNAUTHENTICATED, each with its own code so
+# that an app can tell "log in again" (expired) from "this is an attack" (invalid).
+# Messages name the reason and never the token or the session id.
+AUTH_TOKEN_INVALID = E("ERR_AUTH_TOKEN_INVALID", 401, Code.UNAUTHENTICATED)
+AUTH_TOKEN_MISSING = E("ERR_AUTH_TOKEN_MISSING", 401, Code.UNAUTHENTICATED)
+AUTH_TOKEN_EXPIRED = E("ERR_AUTH_TOKEN_EXPIRED", 401, Code.UNAUTHENTICATED)
+AUTH_TOKEN_NOT_YET_VALID = E("ERR_AUTH_TOKEN_NOT_YET_VALID", 401, Code.UNAUTHENTICATED)
+AUTH_AUDIENCE = E("ERR_AUTH_AUDIENCE", 401, Code.UNAUTHENTICATED)
+AUTH_ISSUER = E("ERR_AUTH_ISSUER", 401, Code.UNAUTHENTICATED)
+AUTH_CLAIMS = E("ERR_AUTH_CLAIMS", 401, Code.UNAUTHENTICATED)
+AUTH_KEY_NOT_FOUND = E("ERR_AUTH_KEY_NOT_FOUND", 401, Code.UNAUTHENTICATED)
+AUTH_SESSION_INVALID = E("ERR_AUTH_SESSION_INVALID", 401, Code.UNAUTHENTICATED)
+AUTH_BAD_REQUEST = E("ERR_AUTH_BAD_REQUEST", 400, Code.INVALID_ARGUMENT)
+AUTH_COMPONENT_NOT_FOUND = E("ERR_AUTH_COMPONENT_NOT_FOUND", 404, Code.NOT_FOUND)
+# The identity provider's keys (JWKS, OIDC discovery) cannot be fetched and none are cached.
+AUTH_KEYS_UNAVAILABLE = E("ERR_AUTH_KEYS_UNAVAILABLE", 503, Code.UNAVAILABLE)
+# The state store behind auth.sessions failed (unreachable, timed out).
+AUTH_SESSION_STORE = E("ERR_AUTH_SESSION_STORE", 503, Code.UNAVAILABLE)
+
+# Every ERR_AUTH_* code by name, for the auth block's mapping of AuthError.code.
+AUTH_ERRORS: dict[str, CatalogueEntry] = {
+    entry.code: entry
+    for entry in (
+        AUTH_TOKEN_INVALID,
+        AUTH_TOKEN_MISSING,
+        AUTH_TOKEN_EXPIRED,
+        AUTH_TOKEN_NOT_YET_VALID,
+        AUTH_AUDIENCE,
+        AUTH_ISSUER,
+        AUTH_CLAIMS,
+        AUTH_KEY_NOT_FOUND,
+        AUTH_SESSION_INVALID,
+        AUTH_BAD_REQUEST,
+        AUTH_COMPONENT_NOT_FOUND,
+        AUTH_KEYS_UNAVAILABLE,
+        AUTH_SESSION_STORE,
+    )
+}

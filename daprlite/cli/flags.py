@@ -10,6 +10,7 @@ from daprlite.config.options import DEFAULT_MAX_BODY_SIZE, AppHealthOptions, Opt
 
 PROTOCOLS = ("http", "https", "h2c", "grpc", "grpcs")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal", "panic")
+MODES = ("standalone", "kubernetes")
 
 
 def _size(text: str) -> int:
@@ -38,8 +39,24 @@ def _port(text: str) -> int:
     return port
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grpc: int) -> None:
     p.add_argument("--app-id", "-a", default="", help="the app id (no dots)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="kubernetes: load resources from the API server (default $DAPRLITE_MODE or "
+        "standalone)",
+    )
     p.add_argument("--app-port", "-p", type=_port, default=None, help="the port the app listens on")
     p.add_argument("--app-protocol", "-P", choices=PROTOCOLS, default="http")
     p.add_argument("--app-channel-address", default="127.0.0.1")
@@ -79,7 +96,7 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
         dest="config_files",
         default=None,
         metavar="FILE",
-        help="Configuration YAML file",
+        help="Configuration YAML file (with --mode kubernetes: the Configuration's name)",
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-as-json", action="store_true")
@@ -101,6 +118,21 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
         dest="dapr_internal_port",
         help="sidecar-to-sidecar invocation port (default: a free port)",
     )
+    p.add_argument(
+        "--enable-mtls",
+        nargs="?",
+        const="true",
+        default=None,
+        type=_bool,
+        metavar="BOOL",
+        help="mTLS between sidecars (default: on when $DAPRLITE_HOME/certs holds a CA)",
+    )
+    p.add_argument(
+        "--sentry-address",
+        default="",
+        metavar="HOST:PORT",
+        help="get workload certificates from daprlite sentry there (Kubernetes; turns mTLS on)",
+    )
     p.add_argument("--enable-app-health-check", action="store_true")
     p.add_argument("--app-health-check-path", default="/healthz")
     p.add_argument(
@@ -117,8 +149,19 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
     )
 
 
+def sidecar_mode(args: argparse.Namespace) -> str:
+    """``--mode``, else ``$DAPRLITE_MODE``, else standalone."""
+    mode = args.mode or os.environ.get("DAPRLITE_MODE", "").strip().lower() or "standalone"
+    if mode not in MODES:
+        raise SystemExit(f"DAPRLITE_MODE={mode!r}: expected one of {', '.join(MODES)}")
+    return str(mode)
+
+
 def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -> Options:
     listen = tuple(a.strip() for a in args.dapr_listen_addresses.split(",") if a.strip())
+    mode = sidecar_mode(args)
+    kubernetes = mode == "kubernetes"
+    configs: list[str] = args.config_files or []
     return Options(
         app_id=app_id,
         http_port=args.dapr_http_port,
@@ -129,7 +172,9 @@ def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -
         app_channel_address=args.app_channel_address,
         app_max_concurrency=args.app_max_concurrency,
         resources_paths=tuple(resources),
-        config_files=tuple(Path(c).expanduser() for c in args.config_files or ()),
+        config_files=() if kubernetes else tuple(Path(c).expanduser() for c in configs),
+        mode=mode,
+        config_names=tuple(configs) if kubernetes else (),
         log_level=args.log_level,
         log_as_json=args.log_as_json,
         enable_api_logging=args.enable_api_logging,
@@ -138,6 +183,8 @@ def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -
         internal_port=args.dapr_internal_port,
         run_file=os.environ.get("DAPRLITE_RUN_FILE", ""),
         app_health=_app_health(args),
+        enable_mtls=args.enable_mtls,
+        sentry_address=args.sentry_address.strip(),
     )
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from daprlite import __version__
 from daprlite.cli import init as init_cmd
+from daprlite.cli import injector as injector_cmd
 from daprlite.cli import listing, runfile
-from daprlite.cli.flags import add_sidecar_flags, options_from
+from daprlite.cli import sentry as sentry_cmd
+from daprlite.cli.flags import add_sidecar_flags, options_from, sidecar_mode
 from daprlite.cli.multiapp import run_apps
 from daprlite.cli.run import (
     default_resources_path,
@@ -46,7 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     side = sub.add_parser("sidecar", help="run only the sidecar (ports default to 3500/50001)")
     add_sidecar_flags(side, default_http=DEFAULT_HTTP_PORT, default_grpc=DEFAULT_GRPC_PORT)
-    sub.add_parser("init", help="write the embedded default components to ~/.daprlite")
+    init_p = sub.add_parser(
+        "init", help="write the embedded default components and a local CA to ~/.daprlite"
+    )
+    init_p.add_argument(
+        "--renew-ca",
+        action="store_true",
+        help="replace the local mTLS certificate authority (running sidecars keep the old one)",
+    )
     lst = sub.add_parser("list", help="list the daprlite sidecars running on this machine")
     lst.add_argument("--output", "-o", choices=("table", "json"), default="table")
     stop = sub.add_parser(
@@ -60,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument(
         "--run-file", "-f", default=None, metavar="FILE|DIR", help="every app of this run file"
     )
+    injector_cmd.add_parser(sub)
+    sentry_cmd.add_parser(sub)
     return p
 
 
@@ -85,6 +96,8 @@ def _multi_app_run(
 def _resources(args: argparse.Namespace, required_default: bool) -> list[Path] | None:
     if args.resources_paths:
         return [Path(p).expanduser() for p in args.resources_paths]
+    if sidecar_mode(args) == "kubernetes":
+        return []  # the cluster holds the resources; only folders given explicitly add to them
     default = default_resources_path()
     if default.is_dir():
         return [default]
@@ -106,11 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(raw)
     if args.command == "init":
-        for line in init_cmd.init():
+        for line in init_cmd.init(renew_ca=args.renew_ca):
             status(line)
         return 0
     if args.command == "list":
         return listing.list_command(args.output)
+    if args.command == "injector":
+        return injector_cmd.run(parser, args)
+    if args.command == "sentry":
+        return sentry_cmd.run(parser, args)
     if args.command == "stop":
         if not args.app_ids and args.run_file is None:
             parser.error("`daprlite stop` needs --app-id ID or -f FILE|DIR")

@@ -91,6 +91,19 @@ BUILTIN: dict[tuple[str, str], Registration] = {
     ("secretstores.local.env", "v1"): Registration(
         "daprlite.components.secretstores.localenv:LocalEnvSecretStore"
     ),
+    ("secretstores.kubernetes", "v1"): Registration(
+        "daprlite.components.secretstores.kubernetes:KubernetesSecretStore",
+        "kubernetes_asyncio",
+        "kubernetes",
+    ),
+    ("middleware.http.ratelimit", "v1"): Registration(
+        "daprlite.components.middleware.ratelimit:RateLimitMiddleware"
+    ),
+    ("auth.jwt", "v1"): Registration("daprlite.components.auth.jwt:JWTValidator"),
+    ("auth.sessions", "v1"): Registration("daprlite.components.auth.sessions:StateSessionStore"),
+    ("middleware.http.bearer", "v1"): Registration(
+        "daprlite.components.middleware.bearer:BearerMiddleware"
+    ),
     ("nameresolution.standalone", "v1"): Registration(f"{_N}.standalone:StandaloneResolver"),
     # Dapr's laptop default: Configurations that name it keep working on the run folder.
     ("nameresolution.mdns", "v1"): Registration(f"{_N}.standalone:StandaloneResolver"),

@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from daprlite.components.middleware.api import PipelineSpec
 from daprlite.config.resources import Resource, ResourceError
+from daprlite.security.acl import AccessControl, parse_access_control
+from daprlite.security.apilists import APILists, parse_api_lists
+from daprlite.security.mtls import MTLSSpec, parse_mtls
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,13 @@ class Configuration:
     name_resolution: NameResolutionSpec | None = None
     # spec.tracing.samplingRate: the share of new traces marked sampled ("0" off .. "1" all).
     tracing_sampling_rate: float = 0.0
+    # spec.accessControl, spec.api and spec.mtls (a later document replaces each whole).
+    access_control: AccessControl = field(default_factory=AccessControl)
+    api_lists: APILists = field(default_factory=APILists)
+    mtls: MTLSSpec = field(default_factory=MTLSSpec)
+    # spec.httpPipeline / spec.appHttpPipeline handlers, in order (blocks/middleware.py runs them).
+    http_pipeline: tuple[PipelineSpec, ...] = ()
+    app_http_pipeline: tuple[PipelineSpec, ...] = ()
 
     def secret_allowed(self, store: str, key: str) -> bool:
         scope = self.secret_scopes.get(store)
@@ -155,17 +166,86 @@ def _sampling_rate(res: Resource) -> float | None:
     return rate
 
 
+def _selector(raw: object, res: Resource, where: str) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    label = f"Configuration {res.name!r}"
+    fields = raw.get("fields") if isinstance(raw, Mapping) else None
+    if not isinstance(raw, Mapping) or not isinstance(fields or [], list):
+        raise ResourceError(res.source, label, where, "expected {fields: [{field, value}]}")
+    out: list[tuple[str, str]] = []
+    for i, entry in enumerate(fields or []):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("field"), str):
+            raise ResourceError(
+                res.source, label, f"{where}.fields[{i}].field", "is required (a string)"
+            )
+        out.append((entry["field"], str(entry.get("value") or "")))
+    return tuple(out)
+
+
+def _pipeline(res: Resource, key: str) -> tuple[PipelineSpec, ...] | None:
+    """``spec.<key>.handlers[]``: middleware components by name and type, in order."""
+    raw = res.spec.get(key)
+    if raw is None:
+        return None
+    label = f"Configuration {res.name!r}"
+    if not isinstance(raw, Mapping):
+        raise ResourceError(res.source, label, f"spec.{key}", "expected a mapping with handlers")
+    handlers = raw.get("handlers") or []
+    if not isinstance(handlers, list):
+        raise ResourceError(
+            res.source, label, f"spec.{key}.handlers", "expected a list of {name, type}"
+        )
+    out: list[PipelineSpec] = []
+    for i, entry in enumerate(handlers):
+        where = f"spec.{key}.handlers[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ResourceError(res.source, label, where, "expected a mapping {name, type}")
+        name, ctype = entry.get("name"), entry.get("type")
+        if not isinstance(name, str) or not name.strip():
+            raise ResourceError(
+                res.source, label, f"{where}.name", "is required: a middleware component's name"
+            )
+        if not isinstance(ctype, str) or not ctype.startswith("middleware.http."):
+            raise ResourceError(
+                res.source,
+                label,
+                f"{where}.type",
+                f"expected a middleware type such as 'middleware.http.ratelimit', got {ctype!r}",
+            )
+        selector = _selector(entry.get("selector"), res, f"{where}.selector")
+        out.append(PipelineSpec(name.strip(), ctype.strip(), selector))
+    return tuple(out)
+
+
 def build_configuration(resources: Iterable[Resource]) -> Configuration:
     """Merge Configuration documents in load order (later ones win per store)."""
     scopes: dict[str, SecretScope] = {}
     name_resolution: NameResolutionSpec | None = None
     sampling = 0.0
+    pipelines: dict[str, tuple[PipelineSpec, ...]] = {}
+    access_control, api_lists, mtls = AccessControl(), APILists(), MTLSSpec()
     for res in resources:
+        access_control = parse_access_control(res) or access_control
+        api_lists = parse_api_lists(res) or api_lists
+        mtls = parse_mtls(res) or mtls
         scopes.update(_secret_scopes(res))
         # A later document's nameResolution replaces an earlier one whole.
         name_resolution = _name_resolution(res) or name_resolution
         rate = _sampling_rate(res)
         sampling = sampling if rate is None else rate
+        # Like nameResolution, a later document's pipeline replaces an earlier one whole.
+        for key in ("httpPipeline", "appHttpPipeline"):
+            specs = _pipeline(res, key)
+            if specs is not None:
+                pipelines[key] = specs
     return Configuration(
-        secret_scopes=scopes, name_resolution=name_resolution, tracing_sampling_rate=sampling
+        secret_scopes=scopes,
+        name_resolution=name_resolution,
+        tracing_sampling_rate=sampling,
+        http_pipeline=pipelines.get("httpPipeline", ()),
+        app_http_pipeline=pipelines.get("appHttpPipeline", ()),
+        access_control=access_control,
+        api_lists=api_lists,
+        mtls=mtls,
     )

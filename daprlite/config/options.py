@@ -43,6 +43,10 @@ class Options:
     app_max_concurrency: int = -1
     resources_paths: tuple[Path, ...] = ()
     config_files: tuple[Path, ...] = ()
+    # "kubernetes": resources also come from the API server, and --config names the
+    # Configuration object there (config_names) instead of a file.
+    mode: str = "standalone"
+    config_names: tuple[str, ...] = ()
     log_level: str = "info"
     log_as_json: bool = False
     enable_api_logging: bool = False
@@ -52,3 +56,7 @@ class Options:
     internal_port: int = 0  # sidecar-to-sidecar invocation listener (0: a free port)
     run_file: str = ""  # the multi-app run file that started this sidecar, if any
     app_health: AppHealthOptions | None = None  # None: no app health checks
+    # None: on when a CA is available, unless spec.mtls.enabled says no.
+    enable_mtls: bool | None = None
+    # host:port of daprlite sentry: certificates come from it instead of a local CA.
+    sentry_address: str = ""

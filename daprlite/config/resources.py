@@ -206,7 +206,8 @@ def parse_component(doc: Mapping[str, object], source: str) -> Component:
     )
 
 
-def _parse_other(kind: str, doc: Mapping[str, object], source: str) -> Resource:
+def parse_resource(kind: str, doc: Mapping[str, object], source: str) -> Resource:
+    """A Configuration, Resiliency, Subscription or HTTPEndpoint document as a model."""
     meta = _require_mapping(doc.get("metadata"), source, kind, "metadata")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
@@ -273,7 +274,7 @@ class ResourceLoader:
                 if comp and self._in_scope(comp.scopes, comp.namespace, comp.label):
                     into.components.append(comp)
                 continue
-            res = _parse_other(str(kind), doc, source)
+            res = parse_resource(str(kind), doc, source)
             if self._in_scope(res.scopes, res.namespace, f"{kind} {res.name!r}"):
                 {
                     "Configuration": into.configurations,

@@ -5,7 +5,10 @@ other component, each with its ``secretKeyRef``/``envRef`` values and
 placeholders resolved, created through the registry, initialised within its
 ``initTimeout`` and closed on the sidecar's exit stack. A failure names the
 file, the component and the field, and stops start-up unless the component
-sets ``ignoreErrors``.
+sets ``ignoreErrors``. While the sidecar runs, :meth:`ComponentProcessor.apply`
+and :meth:`ComponentProcessor.remove` swap one component for a changed manifest
+(``--mode kubernetes`` watches the cluster's Components): the new instance is
+initialised first, and the old one is closed only once the new one is in place.
 """
 
 from __future__ import annotations
@@ -66,18 +69,28 @@ class ComponentProcessor:
         store: ComponentStore,
         app_id: str,
         namespace: str = "",
+        default_secret_store: str = "",
     ) -> None:
         self._registry = registry
         self._store = store
         self._app_id = app_id
         self._namespace = namespace
+        # Resolves secretKeyRef without auth.secretStore when loaded (Kubernetes: "kubernetes").
+        self._default_secret_store = default_secret_store
+        # The manifest of every component this processor loaded and still owns, in load order.
+        self._manifests: dict[tuple[str, str], Component] = {}
+        self._closes_on_exit = False
 
     async def load_all(self, components: list[Component], stack: AsyncExitStack) -> None:
+        if not self._closes_on_exit:
+            # One callback for all: a component swapped later must be closed, not its first one.
+            stack.push_async_callback(self.close_all)
+            self._closes_on_exit = True
         # Secret stores first so the others can resolve secretKeyRef through them.
         ordered = sorted(components, key=lambda c: c.category != "secretstores")
         for comp in ordered:
             try:
-                await self._load(comp, stack)
+                await self._load(comp)
             except ComponentLoadError as exc:
                 if not comp.ignore_errors:
                     raise
@@ -88,11 +101,15 @@ class ComponentProcessor:
         assert ref is not None
         field = f"spec.metadata[{index}].secretKeyRef"
         stores = self._store.of_category("secretstores")
-        if comp.secret_store:
-            live = self._store.get("secretstores", comp.secret_store)
+        store_name = comp.secret_store
+        default = self._default_secret_store
+        if not store_name and default and self._store.get("secretstores", default):
+            store_name = default
+        if store_name:
+            live = self._store.get("secretstores", store_name)
             if live is None:
                 raise ComponentLoadError(
-                    comp, "auth.secretStore", f"secret store {comp.secret_store!r} is not loaded"
+                    comp, "auth.secretStore", f"secret store {store_name!r} is not loaded"
                 )
         elif len(stores) == 1:
             live = stores[0]
@@ -128,9 +145,63 @@ class ComponentProcessor:
                 props[item.name] = _placeholders(item.value or "", self._app_id, self._namespace)
         return props
 
-    async def _load(self, comp: Component, stack: AsyncExitStack) -> None:
-        if self._store.get(self._registry.category(comp.type), comp.name):
+    def _key(self, comp: Component) -> tuple[str, str]:
+        return self._registry.category(comp.type), comp.name
+
+    async def _load(self, comp: Component) -> None:
+        key = self._key(comp)
+        if self._store.get(*key):
             raise ComponentLoadError(comp, "metadata.name", "a component of this name is loaded")
+        self._store.add(await self._create(comp))
+        self._manifests[key] = comp
+        log.info("component loaded: %s (%s/%s)", comp.name, comp.type, comp.version)
+
+    def manifest(self, category: str, name: str) -> Component | None:
+        """The manifest the live component ``category``/``name`` was loaded from, if ours."""
+        return self._manifests.get((category, name))
+
+    async def apply(self, comp: Component) -> bool:
+        """Load ``comp``, or replace the live component of its name; False if unchanged.
+
+        The new instance is initialised before anything is swapped: on failure
+        (:class:`ComponentLoadError`) the old one stays in place and serves on.
+        """
+        key = self._key(comp)
+        if self._manifests.get(key) == comp:
+            return False
+        live = await self._create(comp)
+        old = self._store.get(*key)
+        self._store.add(live)
+        self._manifests[key] = comp
+        if old is None:
+            log.info("component loaded: %s (%s/%s)", comp.name, comp.type, comp.version)
+        else:
+            # Calls already holding the old instance may fail as it closes; new calls see the
+            # new one. Stores are not drained first: a reload is an operator's deliberate act.
+            await _close_quietly(old.instance)
+            log.info("component reloaded: %s (%s/%s)", comp.name, comp.type, comp.version)
+        return True
+
+    async def remove(self, category: str, name: str) -> bool:
+        """Unload and close the component ``category``/``name``; False if none was loaded."""
+        self._manifests.pop((category, name), None)
+        old = self._store.remove(category, name)
+        if old is None:
+            return False
+        await _close_quietly(old.instance)
+        log.info("component unloaded: %s (%s)", name, old.type)
+        return True
+
+    async def close_all(self) -> None:
+        """Close every component this processor owns, in reverse load order."""
+        for key in reversed(list(self._manifests)):
+            del self._manifests[key]
+            live = self._store.get(*key)
+            if live is not None:
+                await _close_quietly(live.instance)
+
+    async def _create(self, comp: Component) -> LiveComponent:
+        """A new, initialised instance of ``comp``; not yet in the store."""
         try:
             cls = self._registry.resolve(comp.type, comp.version)
         except (UnknownComponentError, MissingDriverError) as exc:
@@ -158,8 +229,10 @@ class ComponentProcessor:
         except (ComponentError, OSError) as exc:
             await _close_quietly(instance)
             raise ComponentLoadError(comp, "", f"init failed: {exc}") from exc
-        stack.push_async_callback(_close_quietly, instance)
-        live = LiveComponent(
+        except asyncio.CancelledError:  # the sidecar stopped during a reload
+            await _close_quietly(instance)
+            raise
+        return LiveComponent(
             name=comp.name,
             type=comp.type,
             version=comp.version,
@@ -167,8 +240,6 @@ class ComponentProcessor:
             instance=instance,
             properties=props,
         )
-        self._store.add(live)
-        log.info("component loaded: %s (%s/%s)", comp.name, comp.type, comp.version)
 
 
 async def _close_quietly(instance: object) -> None:

@@ -40,6 +40,10 @@ class ComponentStore:
     def get(self, category: str, name: str) -> LiveComponent | None:
         return self._items.get((category, name))
 
+    def remove(self, category: str, name: str) -> LiveComponent | None:
+        """Take a component out (a reload removed it); the caller closes it."""
+        return self._items.pop((category, name), None)
+
     def of_category(self, category: str) -> list[LiveComponent]:
         return [c for (cat, _), c in self._items.items() if cat == category]
 

@@ -20,12 +20,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from daprlite.blocks.auth import AuthAPI
 from daprlite.blocks.bindings import BindingsAPI
 from daprlite.blocks.invoke.api import InvokeAPI
 from daprlite.blocks.invoke.external import ExternalCaller, load_endpoints
 from daprlite.blocks.invoke.local import InvokableChannel, LocalApp
 from daprlite.blocks.invoke.model import Caller
 from daprlite.blocks.metadata import AppConnection, Health, MetadataAPI
+from daprlite.blocks.middleware import API_FIELD, APP_FIELD, Pipeline, configure_pipelines
 from daprlite.blocks.pubsub.api import PubSubAPI
 from daprlite.blocks.pubsub.subscriptions import Subscription, from_resource
 from daprlite.blocks.secrets import SecretsAPI
@@ -43,11 +45,15 @@ from daprlite.config.resources import Resource, ResourceLoader
 from daprlite.resiliency import Resiliency
 from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
+from daprlite.runtime.identity import open_identity, trust_domain_of
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
 from daprlite.runtime.streaming import StreamingSubscriptions
 from daprlite.runtime.subscriptions import start_subscriptions
+from daprlite.security.acl import DEFAULT_TRUST_DOMAIN, Identity
+from daprlite.security.mtls import WorkloadIdentity
 from daprlite.security.token import api_token_from_env
+from daprlite.transport.grpc.auth import AuthServicer
 from daprlite.transport.grpc.proxy import ProxyHandler
 from daprlite.transport.grpc.server import DaprServicer, build_server
 from daprlite.transport.http.server import build_app
@@ -97,8 +103,10 @@ class Sidecar:
         self.pubsub = PubSubAPI(self.components, options.app_id)
         self._declared_subscriptions: list[Subscription] = []
         self.subscriptions: list[Subscription] = []
+        self.input_bindings: list[str] = []  # the input bindings delivering to the app
         self.streaming = StreamingSubscriptions(self.pubsub, options.app_id)
         self.secrets = SecretsAPI(self.components, Configuration())
+        self.auth = AuthAPI(self.components)
         self.app_channel: AppChannel | None = None
         app_conn = None
         if options.app_port:
@@ -112,13 +120,19 @@ class Sidecar:
         self.metadata = MetadataAPI(options.app_id, self.components, app_conn)
         self.metadata.subscriptions = lambda: [*self.subscriptions, *self.streaming.active()]
         self.app_health = AppHealth(options.app_health) if options.app_health else None
+        # Filled from the Configuration once the components are loaded (configure_pipelines).
+        self.api_pipeline = Pipeline(API_FIELD)
+        self.app_pipeline = Pipeline(APP_FIELD)
         self.local_app = LocalApp(
             options.app_id,
             options.namespace,
             self._invokable_channel,
             app_is_grpc=options.app_protocol in ("grpc", "grpcs"),
             is_healthy=self._app_is_healthy if self.app_health else None,
+            access_check=self._access_allowed,
+            pipeline=self.app_pipeline,
         )
+        self.identity: WorkloadIdentity | None = None  # set when mTLS is on
         self.internal_client = InternalClient(options.max_body_size)
         self.invoke = InvokeAPI(Caller(options.app_id, options.namespace), self.local_app)
         self.instance: runfolder.Instance | None = None
@@ -143,6 +157,12 @@ class Sidecar:
         opts = self.options
         loader = ResourceLoader(opts.app_id, opts.namespace)
         resources = loader.load(opts.resources_paths, opts.config_files)
+        kubernetes = None
+        if opts.mode == "kubernetes":
+            from daprlite.kubernetes.mode import KubernetesMode  # needs daprlite[kubernetes]
+
+            kubernetes = await KubernetesMode.open(opts, self._stack)
+            await kubernetes.load_into(resources, opts.config_names)
         self.secrets.configuration = build_configuration(resources.configurations)
         self.metadata.resiliencies = tuple(r.name for r in resources.resiliencies)
         self.invoke.sampling_rate = self.secrets.configuration.tracing_sampling_rate
@@ -157,9 +177,22 @@ class Sidecar:
         self.bindings.resiliency = self.resiliency  # also used for input-binding deliveries
         self.secrets.resiliency = self.resiliency
         self.pubsub.resiliency = self.resiliency
-        processor = ComponentProcessor(self.registry, self.components, opts.app_id, opts.namespace)
+        processor = ComponentProcessor(
+            self.registry,
+            self.components,
+            opts.app_id,
+            opts.namespace,
+            default_secret_store=kubernetes.default_secret_store if kubernetes else "",
+        )
         await processor.load_all(resources.components, self._stack)
+        self.auth.bind(self.state)  # auth.sessions keep their records through the state block
+        if kubernetes is not None:
+            kubernetes.start_watch(processor, self.registry.category, self._held, self._stack)
+        await configure_pipelines(
+            self.secrets.configuration, self.components, self.api_pipeline, self.app_pipeline
+        )
         await self._start_external(resources.http_endpoints)
+        await self._start_mtls()
         internal_port = await self._start_internal()
         http_port = await self._start_http()
         grpc_port = await self._start_grpc()
@@ -209,6 +242,13 @@ class Sidecar:
         self._stack.push_async_callback(channel.close)
         self.app_channel = channel
 
+    def _held(self, category: str, name: str) -> str:
+        """Why a component reload must wait for a restart, or '' (``--mode kubernetes``)."""
+        from daprlite.kubernetes.mode import held_reason
+
+        subscribed = [*self._declared_subscriptions, *self.subscriptions, *self.streaming.active()]
+        return held_reason(category, name, (s.pubsub for s in subscribed), self.input_bindings)
+
     def _app_is_healthy(self) -> bool:
         return self.app_health is None or self.app_health.healthy
 
@@ -244,11 +284,33 @@ class Sidecar:
             store = stores[0].name
         return await self.secrets.get(store, name, {})
 
+    def _access_allowed(self, caller: Caller, method: str, verb: str) -> bool:
+        """``spec.accessControl`` for a call delivered to this sidecar's app."""
+        acl = self.secrets.configuration.access_control
+        identity = (
+            Identity(caller.trust_domain or DEFAULT_TRUST_DOMAIN, caller.namespace, caller.app_id)
+            if caller.verified
+            else None
+        )
+        is_grpc_app = self.options.app_protocol in ("grpc", "grpcs")
+        return acl.allows(identity, method, verb, check_verb=not is_grpc_app)
+
+    async def _start_mtls(self) -> None:
+        opts = self.options
+        config = self.secrets.configuration
+        self.invoke.me = Caller(opts.app_id, opts.namespace, trust_domain_of(config), verified=True)
+        identity = await open_identity(opts, config)
+        if identity is None:
+            return
+        self._stack.push_async_callback(identity.close)
+        self.identity = identity
+        self.internal_client = InternalClient(opts.max_body_size, identity.client_context)
+
     async def _start_internal(self) -> int:
         opts = self.options
         await self.internal_client.start()
         self._stack.push_async_callback(self.internal_client.close)
-        app = build_internal_app(self.local_app, opts.max_body_size)
+        app = build_internal_app(self.local_app, opts.max_body_size, mtls=self.identity is not None)
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
         )
@@ -258,7 +320,8 @@ class Sidecar:
         for host in opts.listen_addresses:
             sock = _bind(host, port)
             port = sock.getsockname()[1]
-            await web.SockSite(runner, sock).start()
+            ssl_context = self.identity.server_context if self.identity is not None else None
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         return port
 
     async def _start_name_resolution(self) -> None:
@@ -319,6 +382,9 @@ class Sidecar:
             api_token=api_token_from_env(),
             invoke_api=self.invoke,
             pubsub_api=self.pubsub,
+            pipeline=self.api_pipeline,
+            api_lists=self.secrets.configuration.api_lists,
+            auth_api=self.auth,
         )
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
@@ -351,10 +417,17 @@ class Sidecar:
             self._grpc_app_target,
             lambda: self.invoke.resolver,
             opts.max_body_size,
+            access_check=self._access_allowed,
         )
         self._stack.push_async_callback(proxy.close)
         server = build_server(
-            servicer, opts.max_body_size, api_token_from_env(), proxy, own_app_id=opts.app_id
+            servicer,
+            opts.max_body_size,
+            api_token_from_env(),
+            proxy,
+            own_app_id=opts.app_id,
+            api_lists=self.secrets.configuration.api_lists,
+            auth=AuthServicer(self.auth),
         )
         port = opts.grpc_port
         for host in opts.listen_addresses:
@@ -383,7 +456,9 @@ class Sidecar:
             writer.close()
             break
         log.info("app is listening on port %d", port)
-        await start_input_bindings(self.components, self.app_channel, self.bindings)
+        self.input_bindings = await start_input_bindings(
+            self.components, self.app_channel, self.bindings
+        )
         self.subscriptions = await start_subscriptions(
             self._declared_subscriptions,
             self.app_channel,

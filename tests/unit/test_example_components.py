@@ -38,6 +38,10 @@ async def test_example_parses_and_its_type_is_registered(path: Path) -> None:
         return
     if loaded.configurations:
         config = build_configuration(loaded.configurations)
+        handlers = (*config.http_pipeline, *config.app_http_pipeline)
+        if handlers:
+            assert {h.type for h in handlers} <= set(Registry().known_types())
+            return
         assert config.name_resolution is not None
         me = SelfInfo("example", "", "127.0.0.1", 1, 2, 3)
         resolver = await open_resolver(config.name_resolution, me)

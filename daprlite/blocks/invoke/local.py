@@ -16,6 +16,7 @@ from typing import Protocol
 from daprlite import errors
 from daprlite.blocks.invoke.headers import for_grpc_app, for_http_app
 from daprlite.blocks.invoke.model import Caller, InvokeRequest, InvokeResponse
+from daprlite.blocks.middleware import Pipeline
 from daprlite.channel.errors import AppUnavailableError
 from daprlite.observability.tracing import TraceContext
 
@@ -41,7 +42,9 @@ class LocalApp:
         app_is_grpc: bool,
         access_check: AccessCheck | None = None,
         is_healthy: Callable[[], bool] | None = None,
+        pipeline: Pipeline | None = None,  # spec.appHttpPipeline, for HTTP apps
     ) -> None:
+        self._pipeline = pipeline
         self._is_healthy = is_healthy
         self.app_id = app_id
         self.namespace = namespace
@@ -92,4 +95,10 @@ class LocalApp:
             raise errors.DIRECT_INVOKE_BAD_REQUEST(
                 f"invalid HTTP verb {req.verb!r} for an app call"
             )
+        if self._pipeline is not None:
+            # A middleware's refusal comes back as the answer, like an app's error answer.
+            filtered = await self._pipeline.filter_invocation(req, caller)
+            if isinstance(filtered, InvokeResponse):
+                return filtered
+            req = filtered
         return await channel.invoke(req, for_http_app(req.headers, req.grpc_origin) + extra)

@@ -95,7 +95,8 @@ class PubSubAPI:
         self._components = components
         self.app_id = app_id
         self.resiliency = resiliency or Resiliency.build(())
-        self._scopes: dict[str, TopicScopes] = {}
+        # By name, with the live component they were read from: a reloaded one is read anew.
+        self._scopes: dict[str, tuple[LiveComponent, TopicScopes]] = {}
 
     def configured(self) -> bool:
         return bool(self._components.of_category("pubsub"))
@@ -112,9 +113,9 @@ class PubSubAPI:
 
     def scopes(self, live: LiveComponent) -> TopicScopes:
         cached = self._scopes.get(live.name)
-        if cached is None:
-            cached = self._scopes[live.name] = TopicScopes.from_metadata(live.properties)
-        return cached
+        if cached is None or cached[0] is not live:
+            cached = self._scopes[live.name] = (live, TopicScopes.from_metadata(live.properties))
+        return cached[1]
 
     def _checked(self, name: str, topic: str) -> tuple[LiveComponent, PubSub]:
         live, pubsub = self.component(name)

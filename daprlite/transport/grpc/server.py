@@ -13,6 +13,7 @@ from collections.abc import Callable
 import grpc
 
 from daprlite._proto.dapr.proto.runtime.v1 import dapr_pb2_grpc
+from daprlite._proto.daprlite.runtime.v1 import auth_pb2_grpc
 from daprlite.blocks.bindings import BindingsAPI
 from daprlite.blocks.invoke.api import InvokeAPI
 from daprlite.blocks.metadata import MetadataAPI
@@ -20,7 +21,9 @@ from daprlite.blocks.pubsub.api import PubSubAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
 from daprlite.runtime.streaming import StreamingSubscriptions
+from daprlite.security.apilists import APILists
 from daprlite.security.token import HEADER, token_matches
+from daprlite.transport.grpc.auth import AuthServicer
 from daprlite.transport.grpc.bindings import BindingRPCs
 from daprlite.transport.grpc.invoke import InvokeRPCs
 from daprlite.transport.grpc.metadata import MetadataRPCs
@@ -72,24 +75,56 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, expected: str, own_app_id: str = "") -> None:
         self._expected = expected
         self._own_app_id = own_app_id
-
-        async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid api token")
-
-        self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
+        self._missing = _refusal(
+            grpc.StatusCode.UNAUTHENTICATED, "missing api token in request metadata"
+        )
+        self._mismatch = _refusal(
+            grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+        )
 
     async def intercept_service(self, continuation, handler_call_details):
         md = dict(handler_call_details.invocation_metadata or ())
         if (
             self._own_app_id
             and md.get("dapr-app-id") == self._own_app_id
-            and not handler_call_details.method.startswith("/dapr.proto.runtime.v1.Dapr/")
+            and not handler_call_details.method.startswith(_API_SERVICES)
         ):
             return await continuation(handler_call_details)
         given = md.get(HEADER)
-        if not token_matches(self._expected, given if isinstance(given, str) else None):
-            return self._refusal
+        if not isinstance(given, str):
+            return self._missing
+        if not token_matches(self._expected, given):
+            return self._mismatch
         return await continuation(handler_call_details)
+
+
+class APIListInterceptor(grpc.aio.ServerInterceptor):
+    """PERMISSION_DENIED for methods that the Configuration's ``spec.api`` lists exclude."""
+
+    def __init__(self, lists: APILists) -> None:
+        self._lists = lists
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        md = dict(handler_call_details.invocation_metadata or ())
+        proxied = "dapr-app-id" in md and not method.startswith(_API_SERVICES)
+        if not self._lists.allows_grpc_method(method, proxied):
+            return _refusal(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"access to method {method} is not allowed by the Configuration's spec.api lists",
+            )
+        return await continuation(handler_call_details)
+
+
+# Methods of these services are the sidecar's own API, never a proxied call to the app.
+_API_SERVICES = ("/dapr.proto.runtime.v1.Dapr/", "/daprlite.runtime.v1.")
+
+
+def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 def build_server(
@@ -98,9 +133,17 @@ def build_server(
     api_token: str | None = None,
     proxy: grpc.GenericRpcHandler | None = None,
     own_app_id: str = "",
+    api_lists: APILists | None = None,
+    auth: AuthServicer | None = None,
 ) -> grpc.aio.Server:
+    # The token is checked first: a caller without it learns nothing about the lists.
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if api_token:
+        interceptors.append(TokenInterceptor(api_token, own_app_id))
+    if api_lists is not None and api_lists.active:
+        interceptors.append(APIListInterceptor(api_lists))
     server = grpc.aio.server(
-        interceptors=[TokenInterceptor(api_token, own_app_id)] if api_token else None,
+        interceptors=interceptors or None,
         options=[
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
@@ -108,6 +151,8 @@ def build_server(
         ],
     )
     dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)
+    if auth is not None:
+        auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     if proxy is not None:
         # Consulted only for methods no registered service claims (gRPC proxying).
         server.add_generic_rpc_handlers((proxy,))

@@ -1,9 +1,11 @@
 """The HTTP API server: routes, middleware order, error translation, fallback.
 
 Middleware, outermost first:
-1. ``error_middleware`` — turns :class:`APIError` into Dapr's JSON error body
-   and any unexpected exception into a logged 500 without a traceback in the reply;
-2. ``api_logging_middleware`` (with ``--enable-api-logging``).
+1. ``api_logging_middleware`` (with ``--enable-api-logging``);
+2. the API-token check (with ``DAPR_API_TOKEN``);
+3. ``spec.httpPipeline`` (``middleware.py``), when the Configuration names handlers;
+4. ``error_middleware`` — turns :class:`APIError` into Dapr's JSON error body
+   and any unexpected exception into a logged 500 without a traceback in the reply.
 Unknown paths fall through to service invocation, as in Dapr: with a
 ``dapr-app-id`` header (or its Basic-auth form) the whole path is the method
 called on that app; without one they get 404 ``ERR_DIRECT_INVOKE``, and Dapr
@@ -21,7 +23,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from daprlite import errors
+from daprlite.blocks.middleware import Pipeline
+from daprlite.security.apilists import HTTP, APILists
 from daprlite.security.token import HEADER, is_open, token_matches
+from daprlite.transport.http import auth as auth_routes
 from daprlite.transport.http import bindings as bindings_routes
 from daprlite.transport.http import invoke as invoke_routes
 from daprlite.transport.http import metadata as metadata_routes
@@ -29,6 +34,7 @@ from daprlite.transport.http import pubsub as pubsub_routes
 from daprlite.transport.http import secrets as secrets_routes
 from daprlite.transport.http import state as state_routes
 from daprlite.transport.http.common import MAX_BODY_KEY, error_response
+from daprlite.transport.http.middleware import pipeline_middleware
 
 log = logging.getLogger("daprlite.http")
 api_log = logging.getLogger("daprlite.http.api")
@@ -69,7 +75,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException:
         raise
     except Exception:
-        log.exception("unexpected error in %s %s", request.method, request.path)
+        log.exception(
+            "unexpected error in %s %s", request.method, auth_routes.loggable_path(request.path)
+        )
         return error_response(errors.INTERNAL("internal error; see the sidecar log"))
 
 
@@ -140,7 +148,7 @@ async def api_logging_middleware(request: web.Request, handler: Handler) -> web.
     api_log.info(
         "HTTP API Called method=%s path=%s code=%s duration_ms=%.2f useragent=%s",
         request.method,
-        request.path,
+        auth_routes.loggable_path(request.path),
         response.status,
         (time.perf_counter() - start) * 1000,
         request.headers.get("User-Agent", ""),
@@ -161,6 +169,9 @@ def build_app(
     api_token: str | None = None,
     invoke_api: invoke_routes.InvokeAPI | None = None,
     pubsub_api: pubsub_routes.PubSubAPI | None = None,
+    pipeline: Pipeline | None = None,
+    api_lists: APILists | None = None,
+    auth_api: auth_routes.AuthAPI | None = None,
 ) -> web.Application:
     # Outermost first: API logging sees the final status, errors and refusals included.
     middlewares: list[Middleware] = []
@@ -168,8 +179,16 @@ def build_app(
         middlewares.append(api_logging_middleware)
     if api_token:
         middlewares.append(token_middleware(api_token))  # type: ignore[arg-type]
+    if pipeline is not None and not pipeline.empty:
+        middlewares.append(pipeline_middleware(pipeline))  # type: ignore[arg-type]
     middlewares.append(error_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
+    lists = api_lists or APILists()
+
+    def add_routes(defs: list[web.RouteDef]) -> None:
+        # spec.api: excluded routes are never registered, so they reach the fallback.
+        app.add_routes([d for d in defs if lists.allows_http_path(d.path)])
+
     app[MAX_BODY_KEY] = max_body_size
     app[state_routes.API_KEY] = state_api
     app[bindings_routes.API_KEY] = bindings_api
@@ -177,14 +196,17 @@ def build_app(
     app[metadata_routes.METADATA_KEY] = metadata_api
     app[metadata_routes.HEALTH_KEY] = health
     app[metadata_routes.SHUTDOWN_KEY] = request_shutdown
-    app.add_routes(metadata_routes.routes())
-    app.add_routes(state_routes.routes())
-    app.add_routes(bindings_routes.routes())
-    app.add_routes(secrets_routes.routes())
+    add_routes(metadata_routes.routes())
+    add_routes(state_routes.routes())
+    add_routes(bindings_routes.routes())
+    add_routes(secrets_routes.routes())
     if pubsub_api is not None:
         app[pubsub_routes.API_KEY] = pubsub_api
-        app.add_routes(pubsub_routes.routes())
-    if invoke_api is not None:
+        add_routes(pubsub_routes.routes())
+    if invoke_api is not None and lists.allows(HTTP, "invoke", "v1"):
         app[invoke_routes.API_KEY] = invoke_api
-        app.add_routes(invoke_routes.routes())
+        add_routes(invoke_routes.routes())
+    if auth_api is not None:
+        app[auth_routes.API_KEY] = auth_api
+        add_routes(auth_routes.routes())
     return app
