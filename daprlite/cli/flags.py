@@ -119,6 +119,12 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
         help="sidecar-to-sidecar invocation port (default: a free port)",
     )
     p.add_argument(
+        "--internal-proxy-port",
+        type=_port,
+        default=0,
+        help="with mTLS: the port other sidecars send proxied gRPC calls to (default: a free port)",
+    )
+    p.add_argument(
         "--enable-mtls",
         nargs="?",
         const="true",
@@ -181,6 +187,7 @@ def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -
         max_body_size=args.max_body_size,
         graceful_shutdown_seconds=args.dapr_graceful_shutdown_seconds,
         internal_port=args.dapr_internal_port,
+        proxy_port=args.internal_proxy_port,
         run_file=os.environ.get("DAPRLITE_RUN_FILE", ""),
         app_health=_app_health(args),
         enable_mtls=args.enable_mtls,

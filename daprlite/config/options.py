@@ -54,6 +54,7 @@ class Options:
     graceful_shutdown_seconds: float = 5.0
     namespace: str = field(default_factory=lambda: os.environ.get("NAMESPACE", ""))
     internal_port: int = 0  # sidecar-to-sidecar invocation listener (0: a free port)
+    proxy_port: int = 0  # mTLS listener for proxied gRPC calls (0: a free port)
     run_file: str = ""  # the multi-app run file that started this sidecar, if any
     app_health: AppHealthOptions | None = None  # None: no app health checks
     # None: on when a CA is available, unless spec.mtls.enabled says no.

@@ -29,6 +29,7 @@ SIDECAR_NAME = "daprlite"
 HTTP_PORT = 3500
 GRPC_PORT = 50001
 INTERNAL_PORT = 50002
+PROXY_PORT = 50003  # mTLS listener for proxied gRPC calls between sidecars
 TOKEN_VOLUME = "daprlite-identity-token"
 TOKEN_DIR = "/var/run/secrets/daprlite.io/sentrytoken"
 TOKEN_AUDIENCE = "daprlite-sentry"
@@ -135,6 +136,7 @@ def sidecar_container(spec: SidecarSpec, config: InjectorConfig, native: bool) -
             _port("dapr-http", HTTP_PORT),
             _port("dapr-grpc", GRPC_PORT),
             _port("dapr-internal", INTERNAL_PORT),
+            _port("dapr-proxy", PROXY_PORT),
         ],
         # Ready means the sidecar *and* its app are up (``/v1.0/healthz`` waits for the app),
         # so the pod only receives traffic then. Startup and liveness use the sidecar's own
@@ -182,6 +184,8 @@ def sidecar_args(spec: SidecarSpec, config: InjectorConfig) -> list[str]:
         str(GRPC_PORT),
         "--dapr-internal-grpc-port",
         str(INTERNAL_PORT),
+        "--internal-proxy-port",
+        str(PROXY_PORT),
         "--dapr-listen-addresses",
         "0.0.0.0",
     ]

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from aiohttp import web
 
 from daprlite.blocks.auth import AuthAPI
@@ -68,6 +69,7 @@ class BoundPorts:
     http: int
     grpc: int
     internal: int = 0
+    proxy: int = 0  # the mTLS gRPC proxy listener (0: mTLS off)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -196,7 +198,8 @@ class Sidecar:
         internal_port = await self._start_internal()
         http_port = await self._start_http()
         grpc_port = await self._start_grpc()
-        self.ports = BoundPorts(http_port, grpc_port, internal_port)
+        proxy_port = await self._start_proxy_listener()
+        self.ports = BoundPorts(http_port, grpc_port, internal_port, proxy_port)
         await self._start_name_resolution()
         self.health.outbound_ready = True
         log.info(
@@ -330,7 +333,13 @@ class Sidecar:
         opts = self.options
         host = self._advertised_host()
         me = SelfInfo(
-            opts.app_id, opts.namespace, host, self.ports.internal, self.ports.grpc, self.ports.http
+            opts.app_id,
+            opts.namespace,
+            host,
+            self.ports.internal,
+            self.ports.grpc,
+            self.ports.http,
+            self.ports.proxy,
         )
         resolver = await open_resolver(self.secrets.configuration.name_resolution, me)
         self._stack.push_async_callback(resolver.close)
@@ -343,6 +352,7 @@ class Sidecar:
             http_port=self.ports.http,
             grpc_port=self.ports.grpc,
             internal_port=self.ports.internal,
+            proxy_port=self.ports.proxy,
             pid=os.getpid(),
             started_at=runfolder.now(),
             app_port=opts.app_port,
@@ -418,6 +428,7 @@ class Sidecar:
             lambda: self.invoke.resolver,
             opts.max_body_size,
             access_check=self._access_allowed,
+            identity=self.identity,
         )
         self._stack.push_async_callback(proxy.close)
         server = build_server(
@@ -425,7 +436,9 @@ class Sidecar:
             opts.max_body_size,
             api_token_from_env(),
             proxy,
-            own_app_id=opts.app_id,
+            # Without mTLS, other sidecars deliver proxied calls to this public port,
+            # without this sidecar's token; with mTLS they use the proxy listener.
+            own_app_id=opts.app_id if self.identity is None else "",
             api_lists=self.secrets.configuration.api_lists,
             auth=AuthServicer(self.auth),
         )
@@ -442,6 +455,45 @@ class Sidecar:
             await server.stop(opts.graceful_shutdown_seconds)
 
         self._stack.push_async_callback(stop_grpc)
+        return port
+
+    async def _start_proxy_listener(self) -> int:
+        """With mTLS: the listener where other sidecars deliver proxied gRPC calls to our app."""
+        if self.identity is None:
+            return 0
+        opts = self.options
+        handler = ProxyHandler(
+            opts.app_id,
+            opts.namespace,
+            self._grpc_app_target,
+            lambda: self.invoke.resolver,
+            opts.max_body_size,
+            access_check=self._access_allowed,
+            internal=True,
+        )
+        self._stack.push_async_callback(handler.close)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", opts.max_body_size),
+                ("grpc.max_send_message_length", opts.max_body_size),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        server.add_generic_rpc_handlers((handler,))
+        credentials = self.identity.server_credentials()
+        port = opts.proxy_port
+        for host in opts.listen_addresses:
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            bound = server.add_secure_port(target, credentials)
+            if bound == 0:
+                raise OSError(f"cannot bind the mTLS proxy listener to {target}")
+            port = bound
+        await server.start()
+
+        async def stop() -> None:
+            await server.stop(opts.graceful_shutdown_seconds)
+
+        self._stack.push_async_callback(stop)
         return port
 
     async def _wait_for_app(self, port: int) -> None:

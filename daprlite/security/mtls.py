@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import grpc
+
 from daprlite.components.metadata import parse_duration
 from daprlite.config.resources import Resource, ResourceError
 from daprlite.security.acl import Identity
@@ -130,6 +132,31 @@ class WorkloadIdentity:
         self._anchors: set[bytes] = set()
         self.current: IssuedCertificate | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def trust_bundle_pem(self) -> bytes:
+        """Every trust anchor seen so far (old and new CA during a rotation), as one PEM."""
+        return b"".join(sorted(self._anchors))
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """gRPC server credentials that follow this identity's renewals, client cert required."""
+        served: list[IssuedCertificate | None] = [None]
+
+        def config() -> grpc.ServerCertificateConfiguration:
+            cert = self.current
+            assert cert is not None
+            served[0] = cert
+            return grpc.ssl_server_certificate_configuration(
+                [(cert.key_pem, cert.cert_pem)], root_certificates=self.trust_bundle_pem
+            )
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            # Called by gRPC before each handshake; None keeps the current configuration.
+            return config() if self.current is not served[0] else None
+
+        return grpc.dynamic_ssl_server_credentials(
+            config(), fetch, require_client_authentication=True
+        )
 
     async def start(self) -> None:
         """Get the first certificate (raising if that fails) and start renewing."""

@@ -33,6 +33,8 @@ BASE_ARGS = [
     "50001",
     "--dapr-internal-grpc-port",
     "50002",
+    "--internal-proxy-port",
+    "50003",
     "--dapr-listen-addresses",
     "0.0.0.0",
 ]
@@ -254,6 +256,7 @@ def test_sidecar_is_a_native_sidecar_with_probes_security_and_identity() -> None
         {"name": "dapr-http", "containerPort": 3500, "protocol": "TCP"},
         {"name": "dapr-grpc", "containerPort": 50001, "protocol": "TCP"},
         {"name": "dapr-internal", "containerPort": 50002, "protocol": "TCP"},
+        {"name": "dapr-proxy", "containerPort": 50003, "protocol": "TCP"},
     ]
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/v1.0/healthz", "port": 3500}
     # The startup probe gates the app's start, so it must not wait for the app itself.

@@ -378,7 +378,9 @@ async def test_kubernetes_resolves_the_sidecar_service_through_given_nameservers
     zone.records["orders-daprlite.prod.svc.cluster.local"] = ["10.1.2.3"]
     resolver = await kube_resolver({"nameservers": [server]})
     try:
-        assert await resolver.resolve(req("orders", "prod")) == Address("10.1.2.3", 50002, 50001)
+        assert await resolver.resolve(req("orders", "prod")) == Address(
+            "10.1.2.3", 50002, 50001, 50003
+        )
     finally:
         await resolver.close()
     assert zone.asked == ["orders-daprlite.prod.svc.cluster.local"]
@@ -437,11 +439,12 @@ async def test_kubernetes_honours_cluster_domain_and_ports(dns: tuple[StubZone, 
             "clusterDomain": "Corp.Example.",
             "internalPort": 6002,
             "grpcPort": "6001",
+            "proxyPort": 6003,
             "nameservers": server,
         }
     )
     try:
-        assert await resolver.resolve(req("Orders")) == Address("10.9.9.9", 6002, 6001)
+        assert await resolver.resolve(req("Orders")) == Address("10.9.9.9", 6002, 6001, 6003)
     finally:
         await resolver.close()
 

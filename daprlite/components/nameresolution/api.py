@@ -28,12 +28,15 @@ class Address:
 
     ``internal_port`` serves sidecar-to-sidecar invocation; ``grpc_port`` is
     the callee's gRPC API, used for raw gRPC proxying (``dapr-app-id``).
-    ``grpc_port`` is 0 when the resolver cannot know it.
+    ``grpc_port`` is 0 when the resolver cannot know it. ``proxy_port`` is the
+    callee's mTLS gRPC listener for proxied calls (served only with mTLS; 0:
+    unknown or none).
     """
 
     host: str
     internal_port: int
     grpc_port: int = 0
+    proxy_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class SelfInfo:
     internal_port: int
     grpc_port: int
     http_port: int
+    proxy_port: int = 0
 
 
 class AppNotFoundError(LookupError):

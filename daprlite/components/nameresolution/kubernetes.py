@@ -56,6 +56,9 @@ class KubernetesSettings:
         50002, doc="The port every sidecar serves sidecar-to-sidecar invocation on."
     )
     grpcPort: int = setting(50001, doc="The port of every sidecar's gRPC API (gRPC proxying).")
+    proxyPort: int = setting(
+        50003, doc="The port every sidecar serves proxied gRPC calls on, over mTLS."
+    )
 
     def __post_init__(self) -> None:
         domain = self.clusterDomain.strip().lower().removesuffix(".")
@@ -68,6 +71,8 @@ class KubernetesSettings:
             raise MetadataError("internalPort", f"expected a port, got {self.internalPort}")
         if not 1 <= self.grpcPort <= 65535:
             raise MetadataError("grpcPort", f"expected a port, got {self.grpcPort}")
+        if not 1 <= self.proxyPort <= 65535:
+            raise MetadataError("proxyPort", f"expected a port, got {self.proxyPort}")
 
 
 def _nameserver(field: str, text: str) -> str:
@@ -113,7 +118,9 @@ class KubernetesResolver:
         self._turns: dict[str, int] = {}
 
     async def init(self, configuration: Mapping[str, object], self_info: SelfInfo) -> None:
-        reject_unknown(configuration, ("clusterDomain", "internalPort", "grpcPort", "nameservers"))
+        reject_unknown(
+            configuration, ("clusterDomain", "internalPort", "grpcPort", "proxyPort", "nameservers")
+        )
         self.settings = decode_scalars(
             KubernetesSettings, configuration, structured=("nameservers",)
         )
@@ -161,6 +168,7 @@ class KubernetesResolver:
             host=hosts[turn % len(hosts)],
             internal_port=self.settings.internalPort,
             grpc_port=self.settings.grpcPort,
+            proxy_port=self.settings.proxyPort,
         )
 
     def forget(self, request: ResolveRequest) -> None:

@@ -48,6 +48,7 @@ class Instance:
     command: str = ""  # the app command line, for `daprlite list`
     run_file: str = ""  # absolute path of the multi-app run file that started it
     app_dir: str = ""
+    proxy_port: int = 0  # the mTLS gRPC proxy listener (0: mTLS off)
 
 
 def default_folder() -> Path:

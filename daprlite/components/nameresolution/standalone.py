@@ -109,6 +109,7 @@ class StandaloneResolver:
             host=_WILDCARDS.get(chosen.host, chosen.host),
             internal_port=chosen.internal_port,
             grpc_port=chosen.grpc_port,
+            proxy_port=chosen.proxy_port,
         )
 
     def forget(self, request: ResolveRequest) -> None:

@@ -55,6 +55,9 @@ class StaticApp:
         required=True, doc="The sidecar's port for sidecar-to-sidecar invocation."
     )
     grpcPort: int = setting(0, doc="The sidecar's gRPC API port, for gRPC proxying; 0: unknown.")
+    proxyPort: int = setting(
+        0, doc="The sidecar's mTLS port for proxied gRPC calls (mTLS only); 0: unknown."
+    )
 
     def __post_init__(self) -> None:
         _plain_name("appId", self.appId)
@@ -63,6 +66,7 @@ class StaticApp:
         object.__setattr__(self, "host", _host(self.host))
         _port("internalPort", self.internalPort, 1)
         _port("grpcPort", self.grpcPort, 0)
+        _port("proxyPort", self.proxyPort, 0)
 
 
 def _host(text: str) -> str:
@@ -117,7 +121,7 @@ class StaticResolver:
     async def init(self, configuration: Mapping[str, object], self_info: SelfInfo) -> None:
         table: dict[_AppKey, list[Address]] = {}
         for row in _apps(configuration):
-            address = Address(row.host, row.internalPort, row.grpcPort)
+            address = Address(row.host, row.internalPort, row.grpcPort, row.proxyPort)
             table.setdefault((row.appId, row.namespace or "default"), []).append(address)
         self._table = {key: tuple(addresses) for key, addresses in table.items()}
         self._self_namespace = self_info.namespace
