@@ -13,27 +13,30 @@ swapped for the sentry's local address, as the ports are.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import jsonpatch
 import kubernetes_validate
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from daprlite.injector import InjectorConfig, build_patch
 from daprlite.security.ca import create_ca
 from tests import k8sapi
 from tests.integration.harness import free_port, wait_for
-from tests.integration.sentry_process import SYSTEM_NAMESPACE, Sentry, start_sentry
+from tests.integration.k8s_fixtures import (
+    localize_args,
+    outside_env,
+    resolve_env,
+    start_daprlite,
+    supply_ca,
+)
+from tests.integration.sentry_process import Sentry, start_sentry
 
 NAMESPACE = "shop"
 POD_NAME = "orders-6b7c9d8f4-x2x9q"
@@ -107,38 +110,6 @@ class _App(BaseHTTPRequestHandler):
         pass
 
 
-def localize_args(args: list[str], ports: Mapping[str, int | str]) -> list[str]:
-    """The patch's args with its fixed ports (and the sentry's address) replaced."""
-    out: list[str] = []
-    i = 0
-    while i < len(args):
-        flag = args[i]
-        out.append(flag)
-        if flag in ports:
-            out.append(str(ports[flag]))
-            i += 2
-            continue
-        i += 1
-    return out
-
-
-def resolve_env(env: list[dict[str, object]], token_file: Path) -> dict[str, str]:
-    """The env as the kubelet hands it to the process."""
-    out: dict[str, str] = {}
-    for var in env:
-        name = str(var["name"])
-        if "valueFrom" in var:
-            ref = var["valueFrom"]
-            assert isinstance(ref, dict)
-            out[name] = FIELD_VALUES[ref["fieldRef"]["fieldPath"]]
-        else:
-            out[name] = str(var["value"])
-    # The projected volume is mounted at the path the patch names; here it lives in tmp.
-    assert out["DAPRLITE_SENTRY_TOKEN_FILE"] == "/var/run/secrets/daprlite.io/sentrytoken/token"
-    out["DAPRLITE_SENTRY_TOKEN_FILE"] = str(token_file)
-    return out
-
-
 @pytest.fixture(scope="module")
 def injected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
     tmp = tmp_path_factory.mktemp("injected")
@@ -158,19 +129,12 @@ def injected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
         "--dapr-http-port": http_port,
         "--dapr-grpc-port": free_port(),
         "--dapr-internal-grpc-port": free_port(),
+        "--internal-proxy-port": free_port(),
     }
     app = ThreadingHTTPServer(("127.0.0.1", app_port), _App)
     threading.Thread(target=app.serve_forever, daemon=True).start()
     with k8sapi.running() as api:
-        # The CA the injector hands out as trust anchors, supplied to the sentry.
-        key_pem = ca.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        api.put_secret(
-            SYSTEM_NAMESPACE, "daprlite-trust-bundle", {"ca.crt": ca.cert_pem, "ca.key": key_pem}
-        )
+        supply_ca(api, ca)  # the CA the injector hands out as trust anchors
         api.put(POD)  # as admitted: the app id is derived from the owner, as the injector did
         api.add_service_account_token(PROJECTED_TOKEN, NAMESPACE, SERVICE_ACCOUNT, POD_NAME)
         sentry = start_sentry(tmp, api.write_kubeconfig(tmp / "sentry-kubeconfig"), "injected")
@@ -187,46 +151,19 @@ def injected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
             }
         )
         kubeconfig = api.write_kubeconfig(tmp / "kubeconfig", namespace=NAMESPACE)
-        base_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("KUBERNETES_", "DAPR_", "DAPRLITE_", "APP_"))
-        }
         env = {
-            **base_env,
+            **outside_env(),
             "DAPRLITE_HOME": str(home),
             "KUBECONFIG": str(kubeconfig),
-            **resolve_env(sidecar["env"], token_file),
+            **resolve_env(sidecar["env"], FIELD_VALUES, token_file),
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daprlite", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            text=True,
-        )
-        output: list[str] = []
-
-        def read() -> None:
-            assert proc.stdout is not None
-            output.extend(line.rstrip("\n") for line in proc.stdout)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        started = Started(proc, args, sidecar["args"], http_port, output, sentry)
+        container = start_daprlite(args, env)
+        started = Started(container.proc, args, sidecar["args"], http_port, container.lines, sentry)
         try:
             yield started
         finally:
             sentry.stop()
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-            reader.join(5)
+            container.stop()
             app.shutdown()
             app.server_close()
 
