@@ -38,7 +38,10 @@ Both report the CPU seconds per 1,000 requests of the two hops (sidecars A + B
 or proxies 1 + 2), of app B and of this load generator, from ``/proc``.
 ``--daprlite-src`` runs the sidecars from another tree (e.g. a ``git archive``
 snapshot); ``--candidate-src`` adds a second pair of sidecars, with its own
-app B and run folder, from a patched tree to the same rounds. Everything
+app B and run folder, from a patched tree to the same rounds, and
+``--candidate-mtls`` runs that second pair with mTLS between its sidecars (a CA
+in its ``DAPRLITE_HOME``, as ``daprlite init`` makes), from the same tree
+unless ``--candidate-src`` names another. Everything
 started is stopped on exit, also after Ctrl-C, SIGTERM or an error.
 """
 
@@ -784,7 +787,11 @@ def start_pair(stack: contextlib.ExitStack, workdir: Path, source: Path | None) 
 
 
 def start_all(
-    stack: contextlib.ExitStack, workdir: Path, source: Path | None, candidate: Path | None
+    stack: contextlib.ExitStack,
+    workdir: Path,
+    source: Path | None,
+    candidate: Path | None,
+    candidate_mtls: bool = False,
 ) -> Endpoints:
     """Both sidecars and app B, both proxies, and the candidate pair if asked for."""
     pair = start_pair(stack, workdir, source)
@@ -794,9 +801,13 @@ def start_all(
     proxy1 = stack.enter_context(running(start_proxy("proxy 1", f"http://127.0.0.1:{port2}")))
     port1 = int(proxy1.wait_for_line(PROXY_PORT_LINE, START_TIMEOUT).group(1))
     other = None
-    if candidate is not None:
+    if candidate is not None or candidate_mtls:
         (workdir / "candidate").mkdir()
-        other = start_pair(stack, workdir / "candidate", candidate)
+        if candidate_mtls:
+            from daprlite.security.ca import create_ca, write_ca
+
+            write_ca(create_ca(), workdir / "candidate" / "home" / "certs")
+        other = start_pair(stack, workdir / "candidate", candidate or source)
     return Endpoints(pair, port1, proxy1.pid, proxy2.pid, other)
 
 
@@ -819,6 +830,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         "--candidate-src",
         type=Path,
         help="also run a second pair of sidecars from this tree (e.g. a patched copy)",
+    )
+    p.add_argument(
+        "--candidate-mtls",
+        action="store_true",
+        help="run the second pair with mTLS between its sidecars",
     )
     p.add_argument("--output", type=Path, help="also write the markdown report here")
     p.add_argument("--json", type=Path, help="write per-round raw figures here")
@@ -854,7 +870,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = sidecar_env(workdir, args.candidate_src)
             source += f"; candidate: {args.candidate_src} (children import "
             source += f"{resolved_daprlite(env, workdir)})"
-        at = start_all(stack, workdir, args.daprlite_src, args.candidate_src)
+        if args.candidate_mtls:
+            source += "; candidate: the same sidecars with mTLS between them"
+        at = start_all(stack, workdir, args.daprlite_src, args.candidate_src, args.candidate_mtls)
         print(at, flush=True)
         results = run_async(measure(plan, at))
     text = report(plan, results, source)

@@ -137,7 +137,7 @@ class Pipeline:
         return request
 
     async def filter_invocation(
-        self, req: InvokeRequest, caller: Caller
+        self, req: InvokeRequest, caller: Caller, peer: str = ""
     ) -> InvokeRequest | InvokeResponse:
         """Run the pipeline on an invocation for the HTTP app.
 
@@ -150,7 +150,12 @@ class Pipeline:
         """
         if not self._handlers:
             return req
-        client = f"{caller.app_id}.{caller.namespace}" if caller.namespace else caller.app_id
+        # The client a handler keys on (ratelimit's buckets): the caller's app id when
+        # its certificate proves it; otherwise the caller's address, since an unverified
+        # app id is whatever the caller chose to claim.
+        client = f"{caller.app_id}.{caller.namespace or 'default'}"
+        if not caller.verified and peer:
+            client = peer
         request = MiddlewareRequest(
             verb=req.verb,
             path="/" + req.method,

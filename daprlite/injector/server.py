@@ -128,7 +128,8 @@ async def mutate(request: web.Request) -> web.Response:
     try:
         body = json.loads(await request.read())
         review = parse_review(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser can follow.
         bad = errors.MALFORMED_REQUEST(f"not an AdmissionReview {REVIEW_API_VERSION}: {exc}")
         return web.json_response(bad.body(), status=bad.http_status)
     response = admit(review, request.app[CONFIG_KEY])

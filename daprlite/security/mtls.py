@@ -121,9 +121,11 @@ class WorkloadIdentity:
         self.spiffe_id = spiffe_id(identity.trust_domain, identity.namespace, identity.app_id)
         self._source = source
         self._spec = spec or MTLSSpec()
-        self.server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # Plain contexts, not ssl.create_default_context(): that one also trusts the
+        # system's CA store, and only this identity's trust anchors may vouch for a peer.
+        self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_context.verify_mode = ssl.CERT_REQUIRED
-        self.client_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        self.client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED
         # The callee's certificate must carry dns_name(callee): callers pass it as the
         # TLS server name (aiohttp's server_hostname), whatever address they dial.
         self.client_context.check_hostname = True

@@ -107,11 +107,16 @@ def _field(body: Mapping[str, object], name: str) -> str:
     return value.strip()
 
 
+# Workload keys: what sidecars make (P-256) and one stronger curve; no exotic curves.
+_CURVES = ("secp256r1", "secp384r1")
+
+
 def parse_sign_request(raw: bytes) -> SignRequest:
     """Check the ``/v1/sign`` body; raises :class:`BadSignRequest` naming the field."""
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser can follow.
         raise BadSignRequest(f"body: not JSON ({exc})") from None
     if not isinstance(body, dict):
         raise BadSignRequest("body: expected a JSON object {csr, token, namespace, appId}")
@@ -132,6 +137,10 @@ def parse_sign_request(raw: bytes) -> SignRequest:
     public_key = csr.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise BadSignRequest(f"csr: expected an EC public key, got {type(public_key).__name__}")
+    if public_key.curve.name not in _CURVES:
+        raise BadSignRequest(
+            f"csr: the key's curve {public_key.curve.name} is not one of {', '.join(_CURVES)}"
+        )
     return SignRequest(csr, public_key, token, namespace, app_id)
 
 

@@ -342,6 +342,7 @@ def test_pod_without_annotations_is_allowed_unchanged(injector: Injector) -> Non
     [
         b"",
         b"not json",
+        b"[" * 200_000,  # nested deeper than the JSON parser follows
         b"\xff\xfe",
         b"[]",
         b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}',
@@ -350,7 +351,17 @@ def test_pod_without_annotations_is_allowed_unchanged(injector: Injector) -> Non
         b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",'
         b' "request": {"uid": "u", "kind": {"kind": "Pod"}, "operation": "CREATE", "object": 5}}',
     ],
-    ids=["empty", "text", "binary", "array", "v1beta1", "no-request", "uid-int", "object-int"],
+    ids=[
+        "empty",
+        "text",
+        "deep",
+        "binary",
+        "array",
+        "v1beta1",
+        "no-request",
+        "uid-int",
+        "object-int",
+    ],
 )
 def test_body_that_is_not_an_admission_review_gets_400(injector: Injector, body: bytes) -> None:
     status, reply = injector.post(body)

@@ -295,6 +295,25 @@ def test_identity_comes_from_the_certificate_not_the_route_header(system: System
     assert " 200 " in _post(system, _client_context(system, cert, key), ROUTE)
 
 
+def test_a_method_that_is_not_normalised_is_refused_on_the_internal_port(system: System) -> None:
+    """Even from a valid certificate: a path is never checked in one form, delivered in another."""
+    cert, key = _issued(system.home / "certs", "spiffe://public/ns/default/caller")
+    ctx = _client_context(system, cert, key)
+    port = system.internal_port("callee")
+    for raw in ("public/..%2Fadmin", "public/../admin", "public//x"):
+        request = (
+            f"POST /v1/invoke/{raw} HTTP/1.1\r\nHost: callee\r\nx-daprlite-route: {ROUTE}\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw_sock,
+            ctx.wrap_socket(raw_sock) as tls,
+        ):
+            tls.sendall(request)
+            status = tls.recv(65536).split(b"\r\n", 1)[0].decode()
+        assert " 400 " in status, (raw, status)
+
+
 def test_the_callee_checks_the_callers_expectation_of_its_identity(system: System) -> None:
     """The caller verifies the callee's certificate names the app it meant."""
     ctx = _client_context(system, *_issued(system.home / "certs", "spiffe://public/ns/default/x"))

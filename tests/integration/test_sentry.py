@@ -208,6 +208,13 @@ def test_an_unauthenticated_token_gets_401(cluster: Cluster, token: str) -> None
     [
         (b"{not json", "body"),
         (b"[1, 2]", "body"),
+        (b"[" * 50_000, "body"),  # nested deeper than the JSON parser follows
+        (
+            json.dumps(
+                {**_request(), "csr": _csr(ec.generate_private_key(ec.SECP521R1()))}
+            ).encode(),
+            "csr",
+        ),
         (json.dumps({**_request(), "csr": ""}).encode(), "csr"),
         (json.dumps({**_request(), "csr": "-----BEGIN GARBAGE-----"}).encode(), "csr"),
         (json.dumps({k: v for k, v in _request().items() if k != "token"}).encode(), "token"),

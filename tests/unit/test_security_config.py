@@ -226,6 +226,12 @@ async def test_workload_identity_renews_its_certificate(tmp_path: Path) -> None:
         first = identity.current
         assert first is not None
         assert identity.server_context.verify_mode == ssl.CERT_REQUIRED
+        # Only the daprlite CA vouches for peers: not the system's CA store.
+        for ctx in (identity.server_context, identity.client_context):
+            assert ctx.cert_store_stats()["x509_ca"] == 1
+            assert ctx.verify_mode == ssl.CERT_REQUIRED
+        default = ssl.create_default_context()
+        assert default.cert_store_stats()["x509_ca"] > 1  # what the check above guards against
         for _ in range(50):
             await asyncio.sleep(0.1)
             if identity.current is not first:

@@ -97,7 +97,7 @@ class LocalApp:
             )
         if self._pipeline is not None:
             # A middleware's refusal comes back as the answer, like an app's error answer.
-            filtered = await self._pipeline.filter_invocation(req, caller)
+            filtered = await self._pipeline.filter_invocation(req, caller, forwarded_for)
             if isinstance(filtered, InvokeResponse):
                 return filtered
             req = filtered

@@ -60,6 +60,7 @@ class ProxyHandler(grpc.GenericRpcHandler):
         self._max = max_message_size
         self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
         self._retired: set[grpc.aio.Channel] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
@@ -115,9 +116,14 @@ class ProxyHandler(grpc.GenericRpcHandler):
             self._retired.discard(channel)
             await channel.close()
 
-        asyncio.get_running_loop().create_task(later())
+        task = asyncio.get_running_loop().create_task(later())
+        # The loop keeps only a weak reference to tasks: hold it until it is done.
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
         for channel in [*self._channels.values(), *self._retired]:
             await channel.close()
         self._channels.clear()

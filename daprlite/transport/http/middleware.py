@@ -19,14 +19,14 @@ from multidict import CIMultiDict
 
 from daprlite.blocks.middleware import Pipeline, rejection_body, rejection_headers
 from daprlite.components.middleware.api import MiddlewareRejection, MiddlewareRequest
-from daprlite.security.token import OPEN_PATHS
+from daprlite.security.token import is_open
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _is_health_probe(request: web.Request) -> bool:
-    # Exact paths only (as the token check): anything else, however close, runs the pipeline.
-    return request.method in ("GET", "HEAD") and request.path in OPEN_PATHS
+    # The same rule as the token check: GET of the exact paths with no query string.
+    return is_open(request.method, request.path, request.query_string)
 
 
 def pipeline_middleware(

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from daprlite import errors
 from daprlite.blocks.invoke.local import LocalApp
 from daprlite.blocks.invoke.model import Caller
-from daprlite.blocks.invoke.paths import same_namespace
+from daprlite.blocks.invoke.paths import normalise_method, same_namespace
 from daprlite.channel.errors import AppUnavailableError
 from daprlite.observability.tracing import continue_trace
 from daprlite.security.mtls import peer_identity
@@ -50,6 +50,17 @@ async def _invoke(request: web.Request) -> web.StreamResponse:
             wire.ERROR_REFUSED, errors.BODY_TOO_LARGE("request body is larger than the limit")
         )
     req, callee, caller = wire.parse_request(request.raw_path, request.headers.items(), body)
+    # Callers' sidecars send the method normalised; anything else did not come from one,
+    # and is refused rather than checked in one form and delivered in another.
+    try:
+        normal = normalise_method(req.method)
+    except errors.APIError as exc:
+        return _error(wire.ERROR_REFUSED, exc)
+    if normal != req.method:
+        return _error(
+            wire.ERROR_REFUSED,
+            errors.DIRECT_INVOKE_BAD_REQUEST(f"method {req.method!r} is not a normalised path"),
+        )
     if callee.app_id != local.app_id or not same_namespace(callee.namespace, local.namespace):
         # Ports are reused after restarts: a stale record may point the caller here.
         return _error(
