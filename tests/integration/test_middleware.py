@@ -10,6 +10,9 @@ The system (module scope, all sidecars sharing one run folder):
   apps, over HTTP and with the official SDK over gRPC;
 - ``apilimited``: a sidecar without app whose own HTTP API sits behind a
   ratelimit ``httpPipeline``.
+The home holds a CA, so the sidecars talk mTLS and the callees know each
+caller's app id for sure: the app pipeline's ratelimit gives each its own
+bucket (unverified callers share their address's bucket).
 Readiness is checked without calling through the pipelines (the callee
 sidecars' health and the apps' ports), so every bucket starts full.
 """
@@ -32,6 +35,7 @@ from dapr.conf import settings
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from daprlite.security.ca import create_ca, write_ca
 from daprlite.testing import component_yaml
 from tests.integration.harness import SidecarProcess, free_port, wait_for
 from tests.integration.http import call
@@ -106,6 +110,7 @@ def _listening(port: int) -> bool:
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     root = tmp_path_factory.mktemp("middleware")
     home = root / "home"
+    write_ca(create_ca(), home / "certs")
     empty = _folder(root, "empty", {})
     limited_res = _folder(root, "limited", {"ratelimit.yaml": _ratelimit("applimit")})
     limited_cfg = root / "limited-config.yaml"
