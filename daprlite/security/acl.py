@@ -80,6 +80,8 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class AccessControl:
+    """``spec.accessControl``: the global default and the policies by caller identity."""
+
     default_action: str = ALLOW
     trust_domain: str = ""  # this app's trust domain, when the Configuration names one
     policies: Mapping[tuple[str, str, str], Policy] | None = None

@@ -68,6 +68,8 @@ class APIRule:
 
 @dataclass(frozen=True, slots=True)
 class APILists:
+    """``spec.api``: which APIs this sidecar serves (empty lists: all of them)."""
+
     allowed: tuple[APIRule, ...] = ()
     denied: tuple[APIRule, ...] = ()
 
@@ -149,6 +151,7 @@ def _rules(raw: object, res: Resource, where: str) -> tuple[APIRule, ...]:
 
 
 def parse_api_lists(res: Resource) -> APILists | None:
+    """``spec.api`` of one Configuration document, or None when absent."""
     raw = res.spec.get("api")
     if raw is None:
         return None

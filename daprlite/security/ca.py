@@ -44,6 +44,8 @@ class IssuedCertificate:
 
 @dataclass(frozen=True, slots=True)
 class CertificateAuthority:
+    """A CA certificate and its key: signs workload (and serving) certificates."""
+
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
 
@@ -136,6 +138,7 @@ class CertificateAuthority:
 
 
 def create_ca(common_name: str = "daprlite local CA") -> CertificateAuthority:
+    """A new self-signed CA (EC P-256, one year), allowed to sign end-entity certificates only."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -195,6 +198,7 @@ def ca_exists(folder: Path) -> bool:
 
 
 def load_ca(folder: Path) -> CertificateAuthority:
+    """The CA in ``folder``; CAError if its files are missing, mismatched or expired."""
     try:
         cert = x509.load_pem_x509_certificate((folder / CA_CERT_FILE).read_bytes())
         key = serialization.load_pem_private_key((folder / CA_KEY_FILE).read_bytes(), None)
