@@ -13,13 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
-from aiohttp import web
 
 from daprlite.blocks.auth import AuthAPI
 from daprlite.blocks.bindings import BindingsAPI
@@ -47,6 +43,7 @@ from daprlite.resiliency import Resiliency
 from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.identity import open_identity, trust_domain_of
+from daprlite.runtime.listeners import grpc_server, serve_grpc, serve_web
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
 from daprlite.runtime.streaming import StreamingSubscriptions
@@ -70,20 +67,6 @@ class BoundPorts:
     grpc: int
     internal: int = 0
     proxy: int = 0  # the mTLS gRPC proxy listener (0: mTLS off)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -314,18 +297,14 @@ class Sidecar:
         await self.internal_client.start()
         self._stack.push_async_callback(self.internal_client.close)
         app = build_internal_app(self.local_app, opts.max_body_size, mtls=self.identity is not None)
-        runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
+        return await serve_web(
+            app,
+            opts.listen_addresses,
+            opts.internal_port,
+            self._stack,
+            opts.graceful_shutdown_seconds,
+            self.identity.server_context if self.identity is not None else None,
         )
-        await runner.setup()
-        self._stack.push_async_callback(runner.cleanup)
-        port = opts.internal_port
-        for host in opts.listen_addresses:
-            sock = _bind(host, port)
-            port = sock.getsockname()[1]
-            ssl_context = self.identity.server_context if self.identity is not None else None
-            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
-        return port
 
     async def _start_name_resolution(self) -> None:
         """Start-up step 5: open the resolver and record this sidecar in the run folder."""
@@ -396,18 +375,9 @@ class Sidecar:
             api_lists=self.secrets.configuration.api_lists,
             auth_api=self.auth,
         )
-        runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=opts.graceful_shutdown_seconds
+        return await serve_web(
+            app, opts.listen_addresses, opts.http_port, self._stack, opts.graceful_shutdown_seconds
         )
-        await runner.setup()
-        self._stack.push_async_callback(runner.cleanup)
-        port = opts.http_port
-        for host in opts.listen_addresses:
-            sock = _bind(host, port)
-            port = sock.getsockname()[1]
-            site = web.SockSite(runner, sock)
-            await site.start()
-        return port
 
     async def _start_grpc(self) -> int:
         opts = self.options
@@ -442,20 +412,14 @@ class Sidecar:
             api_lists=self.secrets.configuration.api_lists,
             auth=AuthServicer(self.auth),
         )
-        port = opts.grpc_port
-        for host in opts.listen_addresses:
-            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            bound = server.add_insecure_port(target)
-            if bound == 0:
-                raise OSError(f"cannot bind the gRPC API to {target}")
-            port = bound
-        await server.start()
-
-        async def stop_grpc() -> None:
-            await server.stop(opts.graceful_shutdown_seconds)
-
-        self._stack.push_async_callback(stop_grpc)
-        return port
+        return await serve_grpc(
+            server,
+            opts.listen_addresses,
+            opts.grpc_port,
+            self._stack,
+            opts.graceful_shutdown_seconds,
+            "gRPC API",
+        )
 
     async def _start_proxy_listener(self) -> int:
         """With mTLS: the listener where other sidecars deliver proxied gRPC calls to our app."""
@@ -472,29 +436,17 @@ class Sidecar:
             internal=True,
         )
         self._stack.push_async_callback(handler.close)
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", opts.max_body_size),
-                ("grpc.max_send_message_length", opts.max_body_size),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
+        server = grpc_server(opts.max_body_size)
         server.add_generic_rpc_handlers((handler,))
-        credentials = self.identity.server_credentials()
-        port = opts.proxy_port
-        for host in opts.listen_addresses:
-            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            bound = server.add_secure_port(target, credentials)
-            if bound == 0:
-                raise OSError(f"cannot bind the mTLS proxy listener to {target}")
-            port = bound
-        await server.start()
-
-        async def stop() -> None:
-            await server.stop(opts.graceful_shutdown_seconds)
-
-        self._stack.push_async_callback(stop)
-        return port
+        return await serve_grpc(
+            server,
+            opts.listen_addresses,
+            opts.proxy_port,
+            self._stack,
+            opts.graceful_shutdown_seconds,
+            "mTLS proxy listener",
+            self.identity.server_credentials(),
+        )
 
     async def _wait_for_app(self, port: int) -> None:
         host = self.options.app_channel_address
