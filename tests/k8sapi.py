@@ -13,12 +13,19 @@ response shapes of the Kubernetes API reference:
   resourceVersion older than the last :meth:`K8sAPI.compact` gets an ``ERROR``
   event holding a 410 ``Status`` (reason ``Expired``), as the real server does;
 - ``POST /api/v1/namespaces/{ns}/{plural}`` creates an object (201; 409 AlreadyExists);
+  a Service gets the defaults the real server fills in (type, sessionAffinity, ip families);
+- ``apps/v1`` deployments and statefulsets and core services are also listed and watched
+  across all namespaces (``GET /apis/apps/v1/deployments``, ``GET /api/v1/services``);
+  lists and watches honour an equality ``labelSelector`` (``k=v,k2=v2``);
+- ``PATCH /api/v1/namespaces/{ns}/services/{name}`` takes a JSON merge patch
+  (``application/merge-patch+json``; other patch types get 415), and ``DELETE`` answers
+  200 with a ``Success`` Status (404 when absent);
 - ``POST /apis/authentication.k8s.io/v1/tokenreviews`` reviews the tokens a test
   registered with :meth:`K8sAPI.add_service_account_token` (201; an unknown token or
   audience gets ``status.authenticated`` unset and an ``error``, as the real one does);
 - errors are ``Status`` objects: 401 without the bearer token, 403 for a namespace
-  in :attr:`K8sAPI.forbidden_namespaces`, 404 for an unknown object or path, 503 for
-  watches while :meth:`K8sAPI.refuse_watches` is on.
+  in :attr:`K8sAPI.forbidden_namespaces` (``""``: the all-namespaces paths), 404 for an
+  unknown object or path, 503 for watches while :meth:`K8sAPI.refuse_watches` is on.
 
 Tests change objects with :meth:`K8sAPI.put` and :meth:`K8sAPI.delete`, which bump
 the resourceVersion and wake open watches. The server runs its own event loop
@@ -55,6 +62,9 @@ GROUP = "daprlite.io"
 RESOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "secrets": ("Secret", "", ("v1",)),
     "pods": ("Pod", "", ("v1",)),
+    "services": ("Service", "", ("v1",)),
+    "deployments": ("Deployment", "apps", ("v1",)),
+    "statefulsets": ("StatefulSet", "apps", ("v1",)),
     "components": ("Component", GROUP, ("v1alpha1",)),
     "configurations": ("Configuration", GROUP, ("v1alpha1",)),
     "resiliencies": ("Resiliency", GROUP, ("v1alpha1",)),
@@ -214,6 +224,11 @@ class K8sAPI:
         app.router.add_get("/api/v1/namespaces/{ns}/{plural}/{name}", self._get)
         app.router.add_get("/apis/{group}/{version}/namespaces/{ns}/{plural}", self._list)
         app.router.add_get("/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", self._get)
+        app.router.add_patch("/api/v1/namespaces/{ns}/{plural}/{name}", self._patch)
+        app.router.add_delete("/api/v1/namespaces/{ns}/{plural}/{name}", self._delete_request)
+        # Lists and watches across all namespaces.
+        app.router.add_get("/api/v1/{plural}", self._list)
+        app.router.add_get("/apis/{group}/{version}/{plural}", self._list)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -426,17 +441,20 @@ class K8sAPI:
             return _status_response(
                 404, "NotFound", "the server could not find the requested resource"
             )
-        namespace = request.match_info["ns"]
+        namespace = request.match_info.get("ns", "")
         if namespace in self.forbidden_namespaces:
-            verb = "get" if "name" in request.match_info else "list"
+            verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete"}.get(
+                request.method, "get" if "name" in request.match_info else "list"
+            )
             if _is_watch(request):
                 verb = "watch"
+            # "" in forbidden_namespaces forbids the cluster-scoped (all namespaces) paths.
+            scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
             return _status_response(
                 403,
                 "Forbidden",
                 f'{plural} is forbidden: User "system:serviceaccount:test:sidecar" cannot '
-                f'{verb} resource "{plural}" in API group "{group}" in the namespace '
-                f'"{namespace}"',
+                f'{verb} resource "{plural}" in API group "{group}" {scope}',
             )
         return plural, known[0], f"{group}/{version}" if group else version
 
@@ -459,7 +477,72 @@ class K8sAPI:
                 409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists'
             )
         obj["kind"], obj["apiVersion"] = kind, api_version
+        if kind == "Service":
+            _service_defaults(obj)
         return web.json_response(self._shaped(self._put(obj), kind, api_version), status=201)
+
+    async def _patch(self, request: web.Request) -> web.StreamResponse:
+        found = self._resource(request)
+        if isinstance(found, web.Response):
+            return found
+        plural, kind, api_version = found
+        if request.content_type != "application/merge-patch+json":
+            return _status_response(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: application/merge-patch+json (got {request.content_type})",
+            )
+        try:
+            patch = json.loads(await request.read())
+        except ValueError as exc:
+            return _status_response(400, "BadRequest", f"invalid JSON body: {exc}")
+        name, namespace = request.match_info["name"], request.match_info["ns"]
+        old = self._objects.get((plural, namespace, name))
+        if old is None:
+            return _status_response(404, "NotFound", f'{plural} "{name}" not found')
+        merged = _merge_patch(copy.deepcopy(old), patch)
+        if not isinstance(merged, dict):
+            return _status_response(422, "Invalid", f"{kind} is invalid: expected an object")
+        meta = merged.setdefault("metadata", {})
+        meta["name"], meta["namespace"] = name, namespace
+        merged["kind"], merged["apiVersion"] = kind, api_version
+        spec, old_spec = merged.get("spec"), old.get("spec")
+        if (
+            kind == "Service"
+            and isinstance(spec, dict)
+            and isinstance(old_spec, dict)
+            and spec.get("clusterIP") != old_spec.get("clusterIP")
+        ):
+            return _status_response(
+                422,
+                "Invalid",
+                f'Service "{name}" is invalid: spec.clusterIP: Invalid value: '
+                f'"{spec.get("clusterIP")}": field is immutable',
+            )
+        return web.json_response(self._shaped(self._put(merged), kind, api_version))
+
+    async def _delete_request(self, request: web.Request) -> web.StreamResponse:
+        found = self._resource(request)
+        if isinstance(found, web.Response):
+            return found
+        plural = found[0]
+        name, namespace = request.match_info["name"], request.match_info["ns"]
+        old = self._objects.get((plural, namespace, name))
+        if old is None:
+            return _status_response(404, "NotFound", f'{plural} "{name}" not found')
+        meta = old["metadata"]
+        assert isinstance(meta, dict)
+        self._delete(plural, namespace, name)
+        return web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "kind": plural, "uid": meta["uid"]},
+            }
+        )
 
     async def _token_review(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -527,15 +610,21 @@ class K8sAPI:
         if isinstance(found, web.Response):
             return found
         plural, kind, api_version = found
-        namespace = request.match_info["ns"]
+        namespace = request.match_info.get("ns")  # None: all namespaces
+        selector = _label_selector(request.query.get("labelSelector", ""))
+        if selector is None:
+            return _status_response(
+                400, "BadRequest", "unable to parse requirement: expected key=value pairs"
+            )
         if _is_watch(request):
-            return await self._watch(request, plural, namespace, kind, api_version)
-        core = not RESOURCES[plural][1]
+            return await self._watch(request, plural, namespace, kind, api_version, selector)
+        # Built-in lists (not custom resources) leave kind and apiVersion off their items.
+        core = RESOURCES[plural][1] != GROUP
         items = []
         for (p, ns, _), obj in sorted(self._objects.items()):
-            if p == plural and ns == namespace:
+            if p == plural and namespace in (None, ns) and _selected(obj, selector):
                 item = self._shaped(obj, kind, api_version)
-                if core:  # built-in lists leave kind and apiVersion off their items
+                if core:
                     item.pop("kind")
                     item.pop("apiVersion")
                 items.append(item)
@@ -549,7 +638,13 @@ class K8sAPI:
         )
 
     async def _watch(
-        self, request: web.Request, plural: str, namespace: str, kind: str, api_version: str
+        self,
+        request: web.Request,
+        plural: str,
+        namespace: str | None,
+        kind: str,
+        api_version: str,
+        selector: Mapping[str, str],
     ) -> web.StreamResponse:
         if self._refuse_watches:
             return _status_response(
@@ -577,7 +672,7 @@ class K8sAPI:
         pending: list[_Event] = []
         if not since:  # "0" or none: the current objects first, as synthetic ADDED events
             for (p, ns, _), obj in sorted(self._objects.items()):
-                if p == plural and ns == namespace:
+                if p == plural and namespace in (None, ns) and _selected(obj, selector):
                     await send("ADDED", self._shaped(obj, kind, api_version))
             since = self._rv
         watcher = _Watcher()
@@ -588,7 +683,10 @@ class K8sAPI:
                 pending = [
                     e
                     for e in self._history
-                    if e.rv > since and e.plural == plural and e.namespace == namespace
+                    if e.rv > since
+                    and e.plural == plural
+                    and namespace in (None, e.namespace)
+                    and _selected(e.obj, selector)
                 ]
                 for e in pending:
                     await send(e.type, self._shaped(e.obj, kind, api_version))
@@ -613,6 +711,57 @@ class K8sAPI:
         finally:
             self._watchers.discard(watcher)
         return response
+
+
+def _label_selector(raw: str) -> dict[str, str] | None:
+    """An equality label selector (``k=v,k2==v2``) as a map; None when it is not one."""
+    out: dict[str, str] = {}
+    for term in (t.strip() for t in raw.split(",")):
+        if not term:
+            continue
+        key, sep, value = term.replace("==", "=").partition("=")
+        if not sep or not key.strip() or "!" in key:
+            return None
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _selected(obj: Mapping[str, object], selector: Mapping[str, str]) -> bool:
+    meta = obj.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    labels = labels if isinstance(labels, Mapping) else {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _merge_patch(target: object, patch: object) -> object:
+    """RFC 7386: objects merge key by key, ``null`` removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+def _service_defaults(obj: dict[str, object]) -> None:
+    """What the API server fills into a new Service's spec (headless: no cluster IP)."""
+    spec = obj.setdefault("spec", {})
+    assert isinstance(spec, dict)
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    spec.setdefault("internalTrafficPolicy", "Cluster")
+    spec.setdefault("ipFamilyPolicy", "SingleStack")
+    spec.setdefault("ipFamilies", ["IPv4"])
+    cluster_ip = spec.setdefault("clusterIP", "10.96.0.10")
+    spec.setdefault("clusterIPs", [cluster_ip])
+    for port in spec.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+    obj.setdefault("status", {"loadBalancer": {}})
 
 
 @contextmanager

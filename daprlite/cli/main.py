@@ -12,6 +12,7 @@ from daprlite import __version__
 from daprlite.cli import init as init_cmd
 from daprlite.cli import injector as injector_cmd
 from daprlite.cli import listing, runfile
+from daprlite.cli import operator as operator_cmd
 from daprlite.cli import sentry as sentry_cmd
 from daprlite.cli.flags import add_sidecar_flags, options_from, sidecar_mode
 from daprlite.cli.multiapp import run_apps
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     injector_cmd.add_parser(sub)
     sentry_cmd.add_parser(sub)
+    operator_cmd.add_parser(sub)
     return p
 
 
@@ -128,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return injector_cmd.run(parser, args)
     if args.command == "sentry":
         return sentry_cmd.run(parser, args)
+    if args.command == "operator":
+        return operator_cmd.run(parser, args)
     if args.command == "stop":
         if not args.app_ids and args.run_file is None:
             parser.error("`daprlite stop` needs --app-id ID or -f FILE|DIR")

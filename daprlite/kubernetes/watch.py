@@ -59,39 +59,56 @@ def _resource_version(obj: Mapping[str, object]) -> str:
     return str(value) if value else ""
 
 
-class ObjectWatch:
-    """List-then-watch of one custom resource kind in one namespace, resumed on resourceVersion."""
+# One watch event can be large (a resource with a big last-applied annotation);
+# aiohttp's readline() stops at 128 KiB, so lines are split here, up to this size.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 
-    def __init__(
-        self,
-        client: ApiClient,
-        namespace: str,
-        kind: Kind,
-        watch_seconds: int = WATCH_SECONDS,
-    ) -> None:
-        self._api = CustomObjectsApi(client)
-        self._namespace = namespace
-        self._kind = kind
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The stream's newline-terminated lines (the last one may lack its newline)."""
+    buffer = b""
+    async for chunk in content.iter_any():
+        buffer += chunk
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line, buffer = buffer[:end], buffer[end + 1 :]
+            if len(line) > MAX_EVENT_BYTES:
+                break
+            yield line
+        if len(buffer) > MAX_EVENT_BYTES or end > MAX_EVENT_BYTES:
+            # Too large to take in: skip it, and let a fresh list bring the current state.
+            raise _Gone()
+    if buffer:
+        yield buffer
+
+
+class ResumableWatch:
+    """List-then-watch of one collection, resumed on resourceVersion; :meth:`_open` says which.
+
+    :class:`ObjectWatch` watches a custom resource kind in one namespace; the
+    operator (``daprlite.operator``) subclasses it for workloads in all namespaces.
+    """
+
+    def __init__(self, what: str, watch_seconds: int = WATCH_SECONDS) -> None:
         self._watch_seconds = watch_seconds
         self.resource_version = ""
-        self.what = f"{kind.plural}.{GROUP} in namespace {namespace}"
+        self.what = what
+
+    async def _open(
+        self, resource_version: str, timeout_seconds: int, request_timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """Send one watch request (with bookmarks, content not preloaded); the raw response."""
+        raise NotImplementedError
 
     async def _stream(self) -> AsyncIterator[WatchEvent]:
         """One watch request from :attr:`resource_version`; ends when the server ends it."""
-        response = await self._api.list_namespaced_custom_object(
-            GROUP,
-            self._kind.version,
-            self._namespace,
-            self._kind.plural,
-            watch=True,
-            resource_version=self.resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self._watch_seconds,
-            _preload_content=False,
+        response = await self._open(
+            self.resource_version,
+            self._watch_seconds,
             # No total limit; a silent stream longer than the server's own timeout is dead.
-            _request_timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=10, sock_read=self._watch_seconds + 30
-            ),
+            aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._watch_seconds + 30),
         )
         try:
             if response.status == 410:
@@ -99,10 +116,7 @@ class ObjectWatch:
             if response.status != 200:
                 body = await response.read()
                 raise _WatchFailed(f"HTTP {response.status}: {_status_message(body)}")
-            while True:
-                line = await response.content.readline()
-                if not line:
-                    return
+            async for line in _lines(response.content):
                 if not line.strip():
                     continue
                 try:
@@ -160,6 +174,39 @@ class ObjectWatch:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
+
+
+class ObjectWatch(ResumableWatch):
+    """List-then-watch of one custom resource kind in one namespace, resumed on resourceVersion."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        namespace: str,
+        kind: Kind,
+        watch_seconds: int = WATCH_SECONDS,
+    ) -> None:
+        super().__init__(f"{kind.plural}.{GROUP} in namespace {namespace}", watch_seconds)
+        self._api = CustomObjectsApi(client)
+        self._namespace = namespace
+        self._kind = kind
+
+    async def _open(
+        self, resource_version: str, timeout_seconds: int, request_timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        response: aiohttp.ClientResponse = await self._api.list_namespaced_custom_object(
+            GROUP,
+            self._kind.version,
+            self._namespace,
+            self._kind.plural,
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
+            _preload_content=False,
+            _request_timeout=request_timeout,
+        )
+        return response
 
 
 def _describe(exc: BaseException) -> str:

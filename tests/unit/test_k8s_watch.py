@@ -8,6 +8,7 @@ state stores, which need no server).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
@@ -147,6 +148,40 @@ async def test_a_too_old_resource_version_lists_again_and_watches_from_the_new_l
         await eventually(lambda: events == ["ADDED c"], "the event after the relist")
         watches = [r for r in api.requests if "watch=" in r]
         assert f"resourceVersion={after_relist}" in watches[-1]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_large_events_arrive_and_an_oversized_one_makes_a_fresh_list(
+    api: K8sAPI, cluster: ClusterResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond aiohttp's 128 KiB readline limit; past MAX_EVENT_BYTES a list replaces it."""
+    import daprlite.kubernetes.watch as watch_module
+
+    events: list[tuple[str, int]] = []
+    listed: list[list[str]] = []
+
+    async def on_event(event: WatchEvent) -> None:
+        events.append((_name_of(event.object), len(json.dumps(event.object))))
+
+    async def on_relist(objects: list[Mapping[str, object]]) -> None:
+        listed.append(sorted(_name_of(o) for o in objects))
+
+    _, start = await cluster.list_objects(COMPONENTS)
+    watch = ObjectWatch(cluster.client, NS, COMPONENTS)
+    watch.resource_version = start
+    task = asyncio.create_task(
+        watch.run(on_event, on_relist, lambda: cluster.list_objects(COMPONENTS))
+    )
+    try:
+        await eventually(lambda: api.open_watches() == 1, "the watch to open")
+        api.put(memory("big", note="x" * 300_000))
+        await eventually(lambda: [n for n, _ in events] == ["big"], "the 300 KB event")
+        assert events[0][1] > 300_000
+        monkeypatch.setattr(watch_module, "MAX_EVENT_BYTES", 100_000)
+        api.put(memory("huge", note="y" * 200_000))
+        await eventually(lambda: listed == [["big", "huge"]], "a relist instead of the event")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
