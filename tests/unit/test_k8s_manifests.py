@@ -602,6 +602,25 @@ def test_the_injector_command_line_is_the_one_daprlite_accepts(rendered: list[Do
     assert str(parsed.trust_anchors_file) == "/var/run/secrets/daprlite.io/trust-bundle/ca.crt"
 
 
+@pytest.mark.parametrize(
+    ("deployment", "command"),
+    [("daprlite-sentry", "sentry"), ("daprlite-operator", "operator")],
+)
+def test_the_control_plane_command_lines_are_ones_daprlite_accepts(
+    rendered: list[Doc], deployment: str, command: str
+) -> None:
+    from daprlite.cli.main import _parser
+
+    (container,) = _containers(_get(rendered, "Deployment", deployment))
+    parsed = _parser().parse_args(args_of(container))
+    assert parsed.command == command
+    # The probes the manifest declares go to the port the command serves health on.
+    probe_port = container["readinessProbe"]["httpGet"]["port"]
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    served = getattr(parsed, "health_port", None) or getattr(parsed, "port", None)
+    assert ports.get(probe_port, probe_port) == served
+
+
 def args_of(container: Mapping) -> list[str]:
     return [*container["command"][1:], *container["args"]]
 
