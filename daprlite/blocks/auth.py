@@ -13,11 +13,18 @@ It also connects ``auth.sessions`` components to the state block:
 each one a :class:`StateBlockAccess`, the narrow view of :class:`StateAPI`
 that the component contract asks for, and checks that the state store and
 the validator they name are loaded.
+
+Both transports parse their JSON input (an HTTP body, a gRPC ``claims_json``)
+with :func:`json_object`, which refuses NaN, Infinity and deep nesting as bad
+input, and mask session ids in logged paths with :func:`loggable_path` (also
+used by the middleware pipeline, which may not import a transport).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
 from daprlite import errors
@@ -39,6 +46,55 @@ from daprlite.runtime.registry import ComponentStore, LiveComponent
 log = logging.getLogger("daprlite.auth")
 
 CATEGORY = "auth"
+# Claims nest far less than this; deeper input is refused before it can exhaust the stack
+# of any later json.dumps.
+MAX_JSON_DEPTH = 64
+_SESSION_PATH = re.compile(r"^(/v1\.0-alpha1/auth/[^/]+/sessions/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` with a session id (a bearer credential) masked, for log lines."""
+    return _SESSION_PATH.sub(r"\1***", path)
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: object) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        nested: list[object] = []
+        for item in level:
+            if isinstance(item, dict):
+                nested.extend(item.values())
+            elif isinstance(item, list):
+                nested.extend(item)
+        level = nested
+    return depth - 1
+
+
+def json_object(data: bytes | str, field: str) -> dict[str, object]:
+    """``data`` as a JSON object; AUTH_BAD_REQUEST naming ``field`` when it is not one.
+
+    NaN and Infinity are refused (they are not JSON, and no reply could carry
+    them), and so is nesting deeper than :data:`MAX_JSON_DEPTH`.
+    """
+    try:
+        doc = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise errors.AUTH_BAD_REQUEST(
+            f"{field}: nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = str(exc) if "is not JSON" in str(exc) else "is not valid JSON"
+        raise errors.AUTH_BAD_REQUEST(f"{field}: {problem}") from None
+    if not isinstance(doc, dict):
+        raise errors.AUTH_BAD_REQUEST(f"{field}: must be a JSON object")
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise errors.AUTH_BAD_REQUEST(f"{field}: nested deeper than {MAX_JSON_DEPTH} levels")
+    return doc
 
 
 class AuthSetupError(Exception):

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from daprlite.blocks.auth import loggable_path
 from daprlite.blocks.invoke.model import APP_HTTP, Caller, InvokeRequest, InvokeResponse
 from daprlite.components.middleware.api import (
     HttpMiddleware,
@@ -124,7 +125,13 @@ class Pipeline:
             except MiddlewareRejection:
                 raise
             except Exception as exc:
-                log.exception("middleware %s failed on %s %s", name, request.verb, request.path)
+                # The path may hold a session id (a credential): masked, like the API log.
+                log.exception(
+                    "middleware %s failed on %s %s",
+                    name,
+                    request.verb,
+                    loggable_path(request.path),
+                )
                 raise MiddlewareRejection(
                     500, "ERROR", f"middleware {name!r} failed; see the sidecar log"
                 ) from exc

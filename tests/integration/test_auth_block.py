@@ -3,13 +3,15 @@
 One ``daprlite run`` process (module scope) with:
 - ``jwt``: auth.jwt on the test JWKS server (tests/jwks_server.py, in a thread);
 - ``hs``: auth.jwt with an HS256 secret read through secretKeyRef;
-- ``sessions``: auth.sessions on state.sqlite, validating tokens with ``jwt``.
+- ``sessions``: auth.sessions on state.sqlite, validating tokens with ``jwt``, its
+  ``signingKey`` read through secretKeyRef.
 The sidecar runs with API logging and debug logs; the last test greps its
 whole output for the secret, the tokens and the session ids used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -28,6 +30,7 @@ from tests.jwks_server import JWKSServer, new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 HS_SECRET = "integration-hs256-secret-" + "q" * 40
+SIGNING_KEY = "integration-session-signing-key-" + "m" * 40
 # Every credential the tests send; none may ever show in the sidecar's output.
 SEEN: list[str] = []
 
@@ -73,19 +76,24 @@ def sidecar(idp: JWKSServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         1,
     )
     (res / "hs.yaml").write_text(hs)
-    (res / "sessions.yaml").write_text(
-        component_yaml(
-            "sessions",
-            "auth.sessions",
-            {"stateStore": "statestore", "validator": "jwt", "ttl": "1h"},
-        )
+    sessions = component_yaml(
+        "sessions",
+        "auth.sessions",
+        {"stateStore": "statestore", "validator": "jwt", "ttl": "1h"},
     )
+    sessions = sessions.replace(
+        "  metadata:\n",
+        "  metadata:\n  - name: signingKey\n"
+        "    secretKeyRef: {name: SESSIONS_KEY, key: SESSIONS_KEY}\n",
+        1,
+    )
+    (res / "sessions.yaml").write_text(sessions)
     proc = SidecarProcess(
         [res],
         app_id="authapp",
         home=root / "home",
         extra_args=["--enable-api-logging", "--log-level", "debug"],
-        env={"AUTHTEST_HS_KEY": HS_SECRET},
+        env={"AUTHTEST_HS_KEY": HS_SECRET, "AUTHTEST_SESSIONS_KEY": SIGNING_KEY},
     )
     try:
         yield proc.wait_ready()
@@ -287,6 +295,69 @@ def test_revoke_every_session_of_a_subject(sidecar: SidecarProcess) -> None:
     }
 
 
+DEEP = b"[" * 200_000
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("jwt/validate", DEEP),
+        ("sessions/sessions", DEEP),
+        ("sessions/sessions/" + "A" * 43 + "/refresh", DEEP),
+        ("sessions/sessions", b'{"subject": "a", "claims": {"x": NaN}}'),
+        ("sessions/sessions", b'{"subject": "a", "claims": {"x": -Infinity}}'),
+        ("sessions/sessions", b'{"subject": "a", "claims": ' + b'{"a":' * 80 + b"1" + b"}" * 81),
+    ],
+)
+def test_deep_or_non_finite_json_is_400_naming_the_body(
+    sidecar: SidecarProcess, path: str, body: bytes
+) -> None:
+    reply = call("POST", url(sidecar, path), data=body)
+    assert (reply.status, error(reply)) == (400, "ERR_AUTH_BAD_REQUEST")
+    assert str(reply.json()["message"]).startswith("body:")  # type: ignore[index]
+
+
+def test_a_session_forged_through_the_state_api_is_refused(sidecar: SidecarProcess) -> None:
+    genuine = call("POST", url(sidecar, "sessions/sessions"), json={"subject": "mallory"})
+    assert genuine.status == 201
+    genuine_id = str(genuine.json()["sessionId"])  # type: ignore[index]
+    forged_id = "forged" + "Z" * 37
+    SEEN.extend([genuine_id, forged_id])
+
+    def key(session_id: str) -> str:
+        return f"sessions:s-{hashlib.sha256(session_id.encode()).hexdigest()}"
+
+    stored = call("GET", f"{sidecar.http}/v1.0/state/statestore/{key(genuine_id)}")
+    assert stored.status == 200 and SIGNING_KEY not in stored.body.decode()
+    now = time.time()
+    plain = {
+        "subject": "root",
+        "claims": {"role": "admin"},
+        "createdAt": now,
+        "expiresAt": now + 600,
+        "ttl": 600,
+        "deadline": 0,
+    }
+    forgeries: list[object] = [
+        plain,  # the record as an app would write it
+        {"data": json.dumps({**plain, "epoch": ""}), "mac": "ab" * 32},  # a made-up MAC
+        stored.json(),  # a genuine sealed record, moved to another id's key
+    ]
+    for value in forgeries:
+        saved = call(
+            "POST",
+            f"{sidecar.http}/v1.0/state/statestore",
+            json=[{"key": key(forged_id), "value": value}],
+        )
+        assert saved.status == 204
+        got = call("GET", url(sidecar, f"sessions/sessions/{forged_id}"))
+        assert (got.status, error(got)) == (401, "ERR_AUTH_SESSION_INVALID")
+        again = call("POST", url(sidecar, f"sessions/sessions/{forged_id}/refresh"))
+        assert (again.status, error(again)) == (401, "ERR_AUTH_SESSION_INVALID")
+    assert call("GET", url(sidecar, f"sessions/sessions/{genuine_id}")).status == 200
+    assert "a session record is refused" in sidecar.output
+
+
 def test_malformed_session_id_is_401(sidecar: SidecarProcess) -> None:
     reply = call("GET", url(sidecar, "sessions/sessions/short"))
     assert (reply.status, error(reply)) == (401, "ERR_AUTH_SESSION_INVALID")
@@ -359,6 +430,18 @@ async def test_grpc_auth_service_through_the_generated_stubs(
                 )
             )
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for claims_json in (b"[" * 200_000, b'{"x": NaN}'):
+            with pytest.raises(grpc.aio.AioRpcError) as bad:
+                await stub.CreateSession(
+                    auth_pb2.CreateSessionRequest(
+                        component_name="sessions", subject="x", claims_json=claims_json
+                    )
+                )
+            assert (bad.value.code(), _reason(bad.value)) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "ERR_AUTH_BAD_REQUEST",
+            )
+            assert "claims_json" in str(bad.value.details())
 
 
 async def test_python_auth_client(sidecar: SidecarProcess, idp: JWKSServer) -> None:
@@ -403,6 +486,7 @@ def test_no_secret_token_or_session_id_in_the_sidecar_output(sidecar: SidecarPro
     assert "HTTP API Called" in output  # API logging was on, so paths were logged
     assert "/sessions/***" in output  # ...with session ids masked
     assert HS_SECRET not in output
+    assert SIGNING_KEY not in output
     assert len(SEEN) > 20
     leaked = [s for s in SEEN if s in output]
     assert leaked == []

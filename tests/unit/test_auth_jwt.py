@@ -3,7 +3,9 @@
 The JWT attack set, each refused with its own ERR_AUTH_* code, then the
 algorithms, leeway, OIDC discovery, required claims, and the JWKS cache: a
 refetch when a new kid appears after a rotation, and a rate limit on refetches
-triggered by unknown kids.
+triggered by unknown kids. Keys are fetched over https only (http to loopback for
+these tests), never through a redirect, and an identity provider's tokens need
+an audience unless ``allowAnyAudience`` says otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator
 
 import jwt
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
 from daprlite.components.auth.api import AuthError
@@ -37,6 +40,31 @@ async def idp() -> AsyncIterator[JWKSServer]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def detour(idp: JWKSServer) -> AsyncIterator[str]:
+    """A second server on 127.0.0.1: ``/moved`` redirects to the IdP's JWKS, and its
+    discovery document names a plain-http jwks_uri on a non-loopback host."""
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"{idp.url}/jwks")
+
+    async def discovery(request: web.Request) -> web.Response:
+        base = f"http://{request.host}"
+        return web.json_response({"issuer": base, "jwks_uri": "http://idp.example.com/jwks"})
+
+    app = web.Application()
+    app.router.add_get("/moved", moved)
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def validator(**props: str) -> JWTValidator:
@@ -287,7 +315,9 @@ async def test_unknown_kid_refetches_at_most_once_per_interval(idp: JWKSServer) 
 
 
 async def test_unreachable_identity_provider_is_keys_unavailable() -> None:
-    v = await validator(jwksURL=f"http://127.0.0.1:{free_port()}/jwks", algorithms="RS256")
+    v = await validator(
+        jwksURL=f"http://127.0.0.1:{free_port()}/jwks", algorithms="RS256", audience="orders"
+    )
     token = new_key("RS256").sign({"sub": "x", "exp": int(time.time()) + 60})
     assert (await refused(v, token)).code == "ERR_AUTH_KEYS_UNAVAILABLE"
     await v.close()
@@ -300,6 +330,18 @@ async def test_unreachable_identity_provider_is_keys_unavailable() -> None:
         ({"key": SECRET, "algorithms": "none"}, "algorithms"),
         ({"key": SECRET, "algorithms": "HS257"}, "algorithms"),
         ({"algorithms": "RS256"}, "key"),
+        ({"algorithms": "RS256", "jwksURL": "https://idp.example.com/jwks"}, "audience"),
+        ({"algorithms": "RS256", "issuer": "https://idp.example.com"}, "audience"),
+        (
+            {"algorithms": "RS256", "jwksURL": "http://idp.example.com/jwks", "audience": "a"},
+            "jwksURL",
+        ),
+        ({"algorithms": "RS256", "jwksURL": "file:///etc/jwks", "audience": "a"}, "jwksURL"),
+        ({"algorithms": "RS256", "issuer": "http://10.0.0.8/realm", "audience": "a"}, "issuer"),
+        (
+            {"algorithms": "RS256", "jwksURL": "https://x/j", "allowAnyAudience": "maybe"},
+            "allowAnyAudience",
+        ),
         ({"key": SECRET, "algorithms": "HS256", "leeway": "soon"}, "leeway"),
         (
             {
@@ -320,3 +362,48 @@ async def test_bad_metadata_names_the_field(props: dict[str, str], field: str) -
 async def test_settings_repr_hides_the_key() -> None:
     v = await validator(key=SECRET, algorithms="HS256")
     assert SECRET not in repr(v.settings)
+
+
+async def test_identity_provider_tokens_for_any_audience_only_when_allowed(
+    idp: JWKSServer,
+) -> None:
+    v = await validator(jwksURL=f"{idp.url}/jwks", algorithms="RS256", allowAnyAudience="true")
+    assert (await v.validate(idp.token(aud="some-other-client")))["sub"] == "alice"
+    await v.close()
+    # A static key may still go without an audience.
+    static = await validator(key=SECRET, algorithms="HS256")
+    token = jwt.encode({"sub": "bob", "aud": "x", "exp": int(time.time()) + 60}, SECRET)
+    assert (await static.validate(token))["sub"] == "bob"
+
+
+async def test_https_and_loopback_http_urls_are_accepted() -> None:
+    for url in ("https://idp.example.com/jwks", "http://127.0.0.1:1/jwks", "http://[::1]:1/j"):
+        v = await validator(jwksURL=url, algorithms="RS256", audience="orders")
+        await v.close()
+
+
+async def test_a_redirected_jwks_fetch_fails_naming_the_url(
+    idp: JWKSServer, detour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    v = await validator(jwksURL=f"{detour}/moved", algorithms="RS256", audience="orders")
+    assert (await refused(v, idp.token())).code == "ERR_AUTH_KEYS_UNAVAILABLE"
+    assert idp.jwks_fetches == 0  # the redirect was not followed
+    assert f"{detour}/moved answered HTTP 302" in caplog.text
+    await v.close()
+
+
+async def test_a_discovered_plain_http_jwks_uri_is_refused(
+    idp: JWKSServer, detour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    v = await validator(issuer=detour, algorithms="RS256", audience="orders")
+    assert (await refused(v, idp.token())).code == "ERR_AUTH_KEYS_UNAVAILABLE"
+    assert "http://idp.example.com/jwks" in caplog.text and "https://" in caplog.text
+    await v.close()
+
+
+async def test_claims_with_nan_or_infinity_are_refused(idp: JWKSServer) -> None:
+    v = await jwks_validator(idp)
+    for value in (float("nan"), float("inf")):
+        token = idp.key("RS256").sign(idp.claims(score=value))
+        assert (await refused(v, token)).code == "ERR_AUTH_TOKEN_INVALID"
+    await v.close()

@@ -1,19 +1,26 @@
-"""middleware.http.bearer: ``handle`` called directly with real tokens and real keys."""
+"""middleware.http.bearer: ``handle`` called directly with real tokens and real keys.
+
+Also the pipeline around it (``blocks/middleware.py``): a middleware that fails
+is logged with any session id in the path masked.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import jwt
 import pytest
 
+from daprlite.blocks.middleware import Pipeline
 from daprlite.components.auth.jwt import JWTValidator
 from daprlite.components.auth.sessions import StateSessionStore
 from daprlite.components.errors import ComponentError, MetadataError
 from daprlite.components.metadata import ComponentMetadata
-from daprlite.components.middleware.api import MiddlewareRejection, MiddlewareRequest
+from daprlite.components.middleware.api import MiddlewareRejection, MiddlewareRequest, PipelineSpec
 from daprlite.components.middleware.bearer import BearerMiddleware, decode_claims
+from daprlite.runtime.registry import ComponentStore, LiveComponent
 from tests.integration.harness import free_port
 from tests.jwks_server import JWKSServer
 
@@ -69,7 +76,7 @@ async def test_valid_token_passes_with_its_claims_and_forged_claims_are_dropped(
 async def test_missing_or_non_bearer_authorization_is_401_with_a_challenge(
     idp: JWKSServer,
 ) -> None:
-    m = await middleware(jwksURL=f"{idp.url}/jwks")
+    m = await middleware(jwksURL=f"{idp.url}/jwks", audience="orders")
     for req in (
         request(),
         request(("authorization", "Basic dXNlcjpwdw==")),
@@ -122,7 +129,7 @@ async def test_bind_refuses_a_missing_or_wrong_component() -> None:
 
 
 async def test_unreachable_identity_provider_is_503() -> None:
-    m = await middleware(jwksURL=f"http://127.0.0.1:{free_port()}/jwks")
+    m = await middleware(jwksURL=f"http://127.0.0.1:{free_port()}/jwks", allowAnyAudience="true")
     token = JWKSServer(("RS256",)).token()
     refused = await rejection(m, request(("authorization", f"Bearer {token}")))
     assert (refused.status, refused.error_code) == (503, "ERR_AUTH_KEYS_UNAVAILABLE")
@@ -133,3 +140,50 @@ async def test_metadata_without_a_validator_is_refused() -> None:
     with pytest.raises(MetadataError) as bad:
         await middleware(audience="orders")
     assert bad.value.field == "authComponent"
+
+
+async def test_inline_identity_provider_needs_an_audience_or_an_explicit_waiver(
+    idp: JWKSServer,
+) -> None:
+    for props in ({"issuer": idp.url}, {"jwksURL": f"{idp.url}/jwks"}):
+        with pytest.raises(MetadataError) as bad:
+            await middleware(**props)
+        assert bad.value.field == "audience"
+    m = await middleware(jwksURL=f"{idp.url}/jwks", allowAnyAudience="true")
+    token = idp.token("ES256", aud="another-client")
+    out = await m.handle(request(("authorization", f"Bearer {token}")))
+    assert decode_claims(header(out, "x-daprlite-claims")[0])["aud"] == "another-client"
+    await m.close()
+
+
+class Broken:
+    """An HTTP middleware whose handler fails with an unexpected error."""
+
+    async def init(self, metadata: ComponentMetadata) -> None:
+        return None
+
+    async def handle(self, request: MiddlewareRequest) -> MiddlewareRequest:
+        raise RuntimeError("boom")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_failing_middleware_is_500_and_logs_no_session_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    components = ComponentStore()
+    components.add(
+        LiveComponent("broken", "middleware.http.broken", "v1", "middleware.http", Broken(), {})
+    )
+    pipeline = Pipeline("spec.httpPipeline")
+    pipeline.configure([PipelineSpec("broken", "middleware.http.broken")], components)
+    session_id = "Zk3" + "q" * 40
+    path = f"/v1.0-alpha1/auth/sessions/sessions/{session_id}/refresh"
+    caplog.set_level(logging.ERROR, logger="daprlite.middleware")
+    with pytest.raises(MiddlewareRejection) as refused:
+        await pipeline.run(MiddlewareRequest("POST", path, "", (), "caller"))
+    assert refused.value.status == 500
+    assert "middleware broken failed on POST" in caplog.text
+    assert "/v1.0-alpha1/auth/sessions/sessions/***" in caplog.text
+    assert session_id not in caplog.text

@@ -9,10 +9,12 @@ the family, never the token).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -35,6 +37,31 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 
 KEY_NOT_FOUND = "ERR_AUTH_KEY_NOT_FOUND"
 KEYS_UNAVAILABLE = "ERR_AUTH_KEYS_UNAVAILABLE"
+
+
+def fetch_url_problem(url: str) -> str | None:
+    """Why keys may not be fetched from ``url``, or None when they may.
+
+    Keys decide what the sidecar trusts, so they come over ``https://`` only;
+    plain ``http://`` is allowed to a loopback address (a local test IdP).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return f"{url!r} is not a URL"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host:
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback:
+            return None
+        return f"{url!r} must use https:// (http:// only to a loopback address)"
+    return f"{url!r} is not an https:// URL"
+
 
 PublicKey = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
@@ -216,11 +243,16 @@ class JWKSCache:
                 f"the OpenID configuration names issuer {doc.get('issuer')!r}, "
                 f"expected {self._issuer!r}"
             )
+        problem = fetch_url_problem(doc["jwks_uri"])
+        if problem is not None:
+            raise ValueError(f"the OpenID configuration's jwks_uri: {problem}")
         self._jwks_url = doc["jwks_uri"]
         return self._jwks_url
 
     async def _get_json(self, url: str) -> object:
-        async with self._session.get(url, headers={"Accept": "application/json"}) as resp:
+        # No redirects: a 3xx could lead to another host or to plain http.
+        headers = {"Accept": "application/json"}
+        async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
             if resp.status != 200:
                 raise ValueError(f"GET {url} answered HTTP {resp.status}")
             body = await resp.content.read(MAX_DOCUMENT_BYTES + 1)

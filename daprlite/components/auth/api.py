@@ -31,6 +31,8 @@ class AuthError(Exception):
 
 @runtime_checkable
 class TokenValidator(Protocol):
+    """Checks a bearer token and returns its claims (``auth.jwt``)."""
+
     async def init(self, metadata: ComponentMetadata) -> None: ...
 
     def features(self) -> frozenset[str]: ...
@@ -45,6 +47,8 @@ class TokenValidator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    """A live server-side session as the block returns it (never with its record's MAC)."""
+
     session_id: str
     subject: str
     claims: Mapping[str, object] = field(default_factory=dict)
@@ -54,6 +58,8 @@ class Session:
 
 @runtime_checkable
 class SessionStore(Protocol):
+    """Creates, checks, refreshes and revokes opaque sessions (``auth.sessions``)."""
+
     async def init(self, metadata: ComponentMetadata) -> None: ...
 
     def features(self) -> frozenset[str]: ...
@@ -102,6 +108,8 @@ class StateWrite:
 
 @runtime_checkable
 class SessionStateAccess(Protocol):
+    """The narrow view of the state block a session store keeps its records through."""
+
     def transactional(self, store: str) -> bool: ...
 
     def expires_keys(self, store: str) -> bool:

@@ -16,6 +16,12 @@ Keys come from one place, in this order:
 3. ``issuer`` alone: OIDC discovery, ``<issuer>/.well-known/openid-configuration``
    gives the ``jwks_uri``.
 
+Keys are fetched over ``https://`` only (``http://`` to a loopback address,
+for local testing), and a redirect is a failed fetch. With ``jwksURL`` or
+``issuer`` an ``audience`` is required, since an identity provider signs
+tokens for all of its clients; ``allowAnyAudience: "true"`` waives that
+explicitly. With a static ``key`` it stays optional.
+
 Only the algorithms listed in ``algorithms`` are accepted; ``none`` never is.
 The key decides the algorithm family, never the token: an HMAC algorithm is
 accepted only with a shared secret, so a public key cannot be replayed as an
@@ -39,6 +45,7 @@ from daprlite.components.auth._keys import (
     KNOWN_ALGORITHMS,
     JWKSCache,
     VerifyKey,
+    fetch_url_problem,
     key_fits,
     load_public_key,
 )
@@ -85,7 +92,14 @@ class JWTSettings:
         "",
         doc="Required 'iss'. Without key and jwksURL, also the OIDC discovery base URL.",
     )
-    audience: str = setting("", doc="Comma-separated; the token's 'aud' must hold one of them.")
+    audience: str = setting(
+        "",
+        doc="Comma-separated; the token's 'aud' must hold one of them. Required with jwksURL "
+        "or issuer unless allowAnyAudience is true.",
+    )
+    allowAnyAudience: bool = setting(
+        False, doc="Accept tokens for any audience from a jwksURL/issuer (explicit opt-out)."
+    )
     requiredClaims: str = setting(
         "",
         doc="Comma-separated claim names that must be present; 'name=value' also pins the "
@@ -174,6 +188,7 @@ class JWTValidator:
         if s.key:
             self._static = self._static_key(s.key)
         elif s.jwksURL or s.issuer:
+            self._check_identity_provider(s)
             timeout = aiohttp.ClientTimeout(total=s.jwksFetchTimeout)
             self._session = aiohttp.ClientSession(timeout=timeout)
             self.jwks = JWKSCache(
@@ -194,6 +209,18 @@ class JWTValidator:
             source,
             ",".join(sorted(self._algorithms)),
         )
+
+    def _check_identity_provider(self, s: JWTSettings) -> None:
+        if not self._audience and not s.allowAnyAudience:
+            raise MetadataError(
+                "audience",
+                "is required with jwksURL or issuer: the identity provider signs tokens for "
+                'every client it serves; set allowAnyAudience: "true" to accept them all',
+            )
+        field_name, url = ("jwksURL", s.jwksURL) if s.jwksURL else ("issuer", s.issuer)
+        problem = fetch_url_problem(url)
+        if problem is not None:
+            raise MetadataError(field_name, problem)
 
     def _static_key(self, text: str) -> VerifyKey:
         public = load_public_key(text)
@@ -297,6 +324,15 @@ class JWTValidator:
             # DecodeError, InvalidAlgorithmError, a malformed iat/exp ...: pyjwt's
             # messages describe the structure, never the token itself.
             raise AuthError(INVALID, f"the token is invalid: {exc}") from None
+        except RecursionError:
+            raise AuthError(INVALID, "the token's claims nest too deeply") from None
+        try:
+            # Claims go on as JSON (replies, sessions, x-daprlite-claims): strict JSON only.
+            json.dumps(claims, allow_nan=False)
+        except (ValueError, RecursionError):
+            raise AuthError(
+                INVALID, "the token's claims hold NaN, Infinity or deep nesting"
+            ) from None
         for name, expected in self._required:
             if expected is not None and not _claim_matches(claims.get(name), expected):
                 raise AuthError(CLAIMS, f"claim {name!r} does not have the required value")

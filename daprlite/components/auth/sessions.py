@@ -8,34 +8,66 @@ component owns no backend: after init the runtime binds it to the state block
 store named by ``stateStore``, with that store's key prefix, resiliency and
 TTL support, as an app's own state calls would.
 
-Records, under ``keyPrefix`` (default ``<component name>:``):
+Records, under ``keyPrefix`` (default ``<component name>:``), each sealed with
+an HMAC-SHA256 keyed by ``signingKey`` over its state key and content
+(``_session_records.py``), so an app writing the same store cannot mint or
+move a session; a record that does not verify is refused and logged:
 
 - ``s-<sha256(session id)>``: ``{subject, claims, createdAt, expiresAt, ttl,
-  deadline}``. Only the hash of the id is stored, so a dump of the store holds
-  no usable session id.
-- ``u-<sha256(subject)>``: the subject's index ``{"sessions": {hash: expiresAt}}``,
-  so that "revoke all sessions of a subject" works on any store. It is updated
-  under its etag (in one transaction with the session record when the store is
-  transactional), and pruned of dead entries whenever a session is added.
+  deadline, epoch}``. Only the hash of the id is stored, so a dump of the
+  store holds no usable session id.
+- ``u-<sha256(subject)>``: the subject's index ``{epoch, sessions: {hash:
+  [createdAt, expiresAt]}}``, updated under its etag (in one transaction with
+  the session records when the store is transactional).
+
+**Revoking all sessions of a subject is final, with or without transactions.**
+A session is valid only while its ``epoch`` equals the epoch in its subject's
+index (``""`` while there is no index). "Revoke all" replaces the epoch with
+a fresh random one under the index's etag, *then* deletes the records it
+lists. ``create`` writes the index entry first, under the etag of the index
+it read, and the record second, carrying that index's epoch. So a revoke-all
+that lands between the two writes has already changed the epoch, and the
+record written afterwards is refused; a revoke-all that lands before the
+index write makes that write fail its etag, and ``create`` starts again with
+the new epoch. Deleting the records is clean-up; the epoch is what revokes.
+An index that had an epoch is therefore never deleted. An index whose MAC
+does not verify is replaced by one with a fresh epoch, which fails closed:
+every session of that subject is refused.
+
+A subject holds at most ``maxSessionsPerSubject`` sessions (default 100): when
+``create`` goes past it, the oldest sessions of the subject (by creation) are
+revoked. Entries whose recorded expiry has passed are pruned whenever the
+index is written (a refresh does not update the index, so the record is read
+to check).
 
 Expiry slides: :meth:`refresh` moves ``expiresAt`` to now + ttl, never past
 ``deadline`` (creation + ``maxTTL``, when set). ``expiresAt`` is checked on
 every read, so an expired session is refused even by a store without TTL; a
 store with TTL also drops the record itself.
+
+The MAC stops forgery, not replay: an app that can read and write the same
+state store can save a genuine record and its subject's index and write both
+back later, undoing a revocation.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from daprlite.components.auth._session_records import (
+    MIN_SIGNING_KEY_BYTES,
+    RecordSeal,
+    RecordStore,
+    SessionRecord,
+    SubjectIndex,
+    digest,
+    new_epoch,
+)
 from daprlite.components.auth.api import (
     AuthError,
     Claims,
@@ -57,18 +89,27 @@ BAD_REQUEST = "ERR_AUTH_BAD_REQUEST"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 MAX_SUBJECT_LENGTH = 1024
 MAX_TTL_SECONDS = 2**31 - 1
+MAX_SESSIONS_PER_SUBJECT = 100_000
 # How often an etag-guarded update of a subject's index is tried before giving up.
 INDEX_ATTEMPTS = 8
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class SessionSettings:
     """Component metadata of ``auth.sessions`` (names are case-insensitive)."""
 
     stateStore: str = setting(required=True, doc="Name of the state store that keeps sessions.")
+    signingKey: str = setting(
+        required=True,
+        doc=f"Secret (at least {MIN_SIGNING_KEY_BYTES} bytes) that MACs every stored record; "
+        "use secretKeyRef.",
+    )
     ttl: Duration = setting(Duration(3600), doc="Default session lifetime (sliding on refresh).")
     maxTTL: Duration = setting(
         Duration(0), doc="Absolute cap from creation, however often refreshed; 0 means none."
+    )
+    maxSessionsPerSubject: int = setting(
+        100, doc="Sessions one subject may hold; past it the oldest is revoked."
     )
     keyPrefix: str = setting("", doc="Prefix of the state keys; default '<component name>:'.")
     validator: str = setting(
@@ -76,64 +117,30 @@ class SessionSettings:
     )
 
     def __post_init__(self) -> None:
+        if len(self.signingKey.encode()) < MIN_SIGNING_KEY_BYTES:
+            raise MetadataError(
+                "signingKey",
+                f"must be at least {MIN_SIGNING_KEY_BYTES} bytes (a random secret from a "
+                f"secret store), got {len(self.signingKey.encode())}",
+            )
         if not 1 <= self.ttl <= MAX_TTL_SECONDS:
             raise MetadataError("ttl", f"must be at least 1s, got {self.ttl:g}s")
         if self.maxTTL and not self.ttl <= self.maxTTL <= MAX_TTL_SECONDS:
             raise MetadataError("maxTTL", f"must be at least ttl ({self.ttl:g}s) or 0 for none")
+        if not 1 <= self.maxSessionsPerSubject <= MAX_SESSIONS_PER_SUBJECT:
+            raise MetadataError(
+                "maxSessionsPerSubject",
+                f"must be 1 to {MAX_SESSIONS_PER_SUBJECT}, got {self.maxSessionsPerSubject}",
+            )
         if "||" in self.keyPrefix:
             raise MetadataError("keyPrefix", "must not contain '||'")
 
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    subject: str
-    claims: Mapping[str, object]
-    created_at: float
-    expires_at: float
-    ttl: float
-    deadline: float  # 0: no absolute cap
-
-    def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "subject": self.subject,
-                "claims": dict(self.claims),
-                "createdAt": self.created_at,
-                "expiresAt": self.expires_at,
-                "ttl": self.ttl,
-                "deadline": self.deadline,
-            },
-            separators=(",", ":"),
-        ).encode()
-
-    @staticmethod
-    def decode(data: bytes) -> _Record:
-        doc = json.loads(data)
-        return _Record(
-            str(doc["subject"]),
-            dict(doc.get("claims") or {}),
-            float(doc["createdAt"]),
-            float(doc["expiresAt"]),
-            float(doc["ttl"]),
-            float(doc.get("deadline") or 0),
+    def __repr__(self) -> str:  # the signing key is a secret: never in a repr
+        return (
+            f"SessionSettings(stateStore={self.stateStore!r}, signingKey='***', "
+            f"ttl={self.ttl:g}, maxTTL={self.maxTTL:g}, "
+            f"maxSessionsPerSubject={self.maxSessionsPerSubject}, keyPrefix={self.keyPrefix!r})"
         )
-
-    def session(self, session_id: str) -> Session:
-        return Session(session_id, self.subject, self.claims, self.created_at, self.expires_at)
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _index(item: StoredItem | None) -> dict[str, float]:
-    if item is None:
-        return {}
-    try:
-        doc = json.loads(item.value)
-        return {str(k): float(v) for k, v in doc["sessions"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return {}  # a damaged index is rebuilt from what comes next
 
 
 class StateSessionStore:
@@ -143,12 +150,14 @@ class StateSessionStore:
         self.settings: SessionSettings | None = None
         self._name = ""
         self._prefix = ""
-        self._state: SessionStateAccess | None = None
+        self._seal = RecordSeal(b"")
+        self._records: RecordStore | None = None
 
     async def init(self, metadata: ComponentMetadata) -> None:
         self.settings = decode(SessionSettings, metadata.properties)
         self._name = metadata.name
         self._prefix = self.settings.keyPrefix or f"{metadata.name}:"
+        self._seal = RecordSeal(self.settings.signingKey.encode())
         _log.info(
             "auth %s: sessions in state store %s, ttl %gs",
             self._name,
@@ -158,27 +167,26 @@ class StateSessionStore:
 
     def bind(self, state: SessionStateAccess) -> None:
         """Called by the runtime once the state block is up (see the module docstring)."""
-        self._state = state
+        if self.settings is not None:
+            store = self.settings.stateStore
+            self._records = RecordStore(self._name, self._prefix, self._seal, state, store)
 
     def features(self) -> frozenset[str]:
         return frozenset()
 
     async def close(self) -> None:
-        self._state = None
+        self._records = None
 
     # -- helpers -----------------------------------------------------------------------------
-    def _bound(self) -> tuple[SessionStateAccess, str, SessionSettings]:
-        if self._state is None or self.settings is None:
+    def _bound(self) -> tuple[RecordStore, SessionSettings]:
+        if self._records is None or self.settings is None:
             raise ComponentError(f"auth.sessions {self._name} is not bound to a state store")
-        return self._state, self.settings.stateStore, self.settings
+        return self._records, self.settings
 
-    def _session_key(self, session_id: str) -> str:
+    def _session_key(self, records: RecordStore, session_id: str) -> str:
         if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
             raise AuthError(SESSION_INVALID, "the session id is malformed")
-        return f"{self._prefix}s-{_hash(session_id)}"
-
-    def _subject_key(self, subject: str) -> str:
-        return f"{self._prefix}u-{_hash(subject)}"
+        return records.record_key(digest(session_id))
 
     def _lifetime(self, ttl_seconds: float | None, settings: SessionSettings) -> float:
         if ttl_seconds is None:
@@ -197,105 +205,31 @@ class StateSessionStore:
         return float(ttl_seconds)
 
     @staticmethod
-    def _store_ttl(state: SessionStateAccess, store: str, expires_at: float) -> int | None:
-        if not state.expires_keys(store):
+    def _store_ttl(records: RecordStore, expires_at: float) -> int | None:
+        if not records.state.expires_keys(records.store):
             return None
         return max(1, math.ceil(expires_at - time.time()))
 
-    def _parse(self, item: StoredItem | None) -> _Record:
-        if item is None:
-            raise AuthError(SESSION_INVALID, "the session is unknown, revoked or expired")
-        try:
-            return _Record.decode(item.value)
-        except (ValueError, KeyError, TypeError):
-            _log.warning("auth %s: an unreadable session record is refused", self._name)
-            raise AuthError(SESSION_INVALID, "the session record is unreadable") from None
-
-    async def _read(self, state: SessionStateAccess, store: str, key: str) -> _Record:
-        return self._parse(await state.read(store, key))
-
-    async def _live(self, state: SessionStateAccess, store: str, key: str) -> _Record | None:
-        item = await state.read(store, key)
-        if item is None:
-            return None
-        try:
-            record = _Record.decode(item.value)
-        except (ValueError, KeyError, TypeError):
-            _log.warning("auth %s: an unreadable session record is ignored", self._name)
-            return None
-        return record if record.expires_at > time.time() else None
-
-    async def _pruned(
-        self, state: SessionStateAccess, store: str, entries: dict[str, float]
-    ) -> dict[str, float]:
-        """Entries whose recorded expiry has passed are checked (refresh may have moved it)."""
-        now = time.time()
-        out: dict[str, float] = {}
-        for h, expires in entries.items():
-            if expires > now:
-                out[h] = expires
-                continue
-            record = await self._live(state, store, f"{self._prefix}s-{h}")
-            if record is not None:
-                out[h] = record.expires_at
-        return out
-
     @staticmethod
-    def _index_write(key: str, item: StoredItem | None, entries: dict[str, float]) -> StateWrite:
-        if not entries:
-            return StateWrite(key, None, etag=item.etag if item else None)
-        value = json.dumps({"sessions": entries}, separators=(",", ":")).encode()
-        if item is None:
-            return StateWrite(key, value, insert_only=True)
-        return StateWrite(key, value, etag=item.etag)
+    async def _valid(records: RecordStore, key: str, item: StoredItem | None) -> SessionRecord:
+        """The record in ``item`` if it is live and its epoch is current; AuthError otherwise."""
+        record = records.open_record(key, item)
+        if record is None:
+            raise AuthError(SESSION_INVALID, "the session is unknown, revoked or expired")
+        if record.expires_at <= time.time():
+            raise AuthError(SESSION_INVALID, "the session has expired")
+        index_key = records.subject_key(record.subject)
+        index = records.open_index(index_key, await records.read(index_key))
+        if index is None or index.epoch != record.epoch:
+            raise AuthError(SESSION_INVALID, "the session is unknown, revoked or expired")
+        return record
 
-    async def _update_index(
-        self,
-        subject: str,
-        change: dict[str, float | None],
-        before: Sequence[StateWrite] = (),
-        after: Sequence[StateWrite] = (),
-    ) -> None:
-        """Apply ``change`` (hash -> expiry, None removes) to the subject's index.
-
-        With a transactional store ``before`` and ``after`` go into the same
-        transaction. Otherwise they are written before and after the index:
-        callers order them so that a crash in between leaves at worst an index
-        entry without a session (harmless), never a live session that
-        "revoke all" would miss.
-        """
-        state, store, _ = self._bound()
-        key = self._subject_key(subject)
-        atomic = state.transactional(store)
-        if not atomic:
-            for write in before:
-                await state.write(store, [write])
-        for _ in range(INDEX_ATTEMPTS):
-            item = await state.read(store, key)
-            entries = _index(item)
-            for h, expires in change.items():
-                if expires is None:
-                    entries.pop(h, None)
-                else:
-                    entries[h] = expires
-            entries = await self._pruned(state, store, entries)
-            writes = [] if item is None and not entries else [self._index_write(key, item, entries)]
-            try:
-                if atomic:
-                    await state.write(store, [*before, *writes, *after])
-                    return
-                if writes:
-                    await state.write(store, writes)
-            except ETagMismatchError:
-                continue  # another writer changed the index: read it again
-            for write in after:
-                await state.write(store, [write])
-            return
-        raise ComponentError(f"auth {self._name}: the session index keeps changing; try again")
+    def _give_up(self) -> ComponentError:
+        return ComponentError(f"auth {self._name}: the session index keeps changing; try again")
 
     # -- SessionStore ------------------------------------------------------------------------
     async def create(self, subject: str, claims: Claims, ttl_seconds: float | None) -> Session:
-        state, store, settings = self._bound()
+        records, settings = self._bound()
         if not isinstance(subject, str) or not subject.strip():
             raise AuthError(BAD_REQUEST, "subject: must be a non-empty string")
         if len(subject) > MAX_SUBJECT_LENGTH:
@@ -304,99 +238,115 @@ class StateSessionStore:
         now = time.time()
         deadline = now + float(settings.maxTTL) if settings.maxTTL else 0.0
         expires = min(now + lifetime, deadline) if deadline else now + lifetime
-        record = _Record(subject, dict(claims), now, expires, lifetime, deadline)
-        try:
-            value = record.encode()
-        except (TypeError, ValueError) as exc:
-            raise AuthError(BAD_REQUEST, f"claims: not JSON-serialisable: {exc}") from None
         session_id = secrets.token_urlsafe(32)
-        write = StateWrite(
-            self._session_key(session_id),
-            value,
-            insert_only=True,
-            ttl_seconds=self._store_ttl(state, store, expires),
-        )
-        await self._update_index(subject, {_hash(session_id): expires}, after=[write])
-        return record.session(session_id)
+        h = digest(session_id)
+        key = records.record_key(h)
+        try:
+            records.seal(key, {"claims": dict(claims)})
+        except (TypeError, ValueError) as exc:
+            raise AuthError(BAD_REQUEST, f"claims: not plain JSON: {exc}") from None
+        index_key = records.subject_key(subject)
+        for _ in range(INDEX_ATTEMPTS):
+            item = await records.read(index_key)
+            # A refused index is replaced with a fresh epoch: its sessions are all refused.
+            index = records.open_index(index_key, item) or SubjectIndex(new_epoch())
+            index.sessions[h] = (now, expires)
+            await records.prune(index)
+            evicted = index.oldest(len(index.sessions) - settings.maxSessionsPerSubject, keep=h)
+            for old in evicted:
+                del index.sessions[old]
+            record = SessionRecord(
+                subject, dict(claims), now, expires, lifetime, deadline, index.epoch
+            )
+            write = StateWrite(
+                key,
+                records.seal(key, record.to_doc()),
+                insert_only=True,
+                ttl_seconds=self._store_ttl(records, expires),
+            )
+            # The record goes after the index: see "Revoking all ..." in the module docstring.
+            evictions = [StateWrite(records.record_key(old), None) for old in evicted]
+            if await records.commit(index_key, item, index, after=[write, *evictions]):
+                if evicted:
+                    _log.info(
+                        "auth %s: a subject went past maxSessionsPerSubject (%d); "
+                        "its %d oldest sessions are revoked",
+                        self._name,
+                        settings.maxSessionsPerSubject,
+                        len(evicted),
+                    )
+                return record.session(session_id)
+        raise self._give_up()
 
     async def validate(self, session_id: str) -> Session:
-        state, store, _ = self._bound()
-        record = await self._read(state, store, self._session_key(session_id))
-        if record.expires_at <= time.time():
-            raise AuthError(SESSION_INVALID, "the session has expired")
+        records, _ = self._bound()
+        key = self._session_key(records, session_id)
+        record = await self._valid(records, key, await records.read(key))
         return record.session(session_id)
 
     async def refresh(self, session_id: str, ttl_seconds: float | None) -> Session:
-        state, store, settings = self._bound()
-        key = self._session_key(session_id)
+        records, settings = self._bound()
+        key = self._session_key(records, session_id)
         for _ in range(INDEX_ATTEMPTS):
-            item = await state.read(store, key)
-            record = self._parse(item)
-            assert item is not None  # _parse refuses a missing record
-            now = time.time()
-            if record.expires_at <= now:
-                raise AuthError(SESSION_INVALID, "the session has expired")
+            item = await records.read(key)
+            record = await self._valid(records, key, item)
+            assert item is not None  # _valid refuses a missing record
             lifetime = self._lifetime(ttl_seconds, settings) if ttl_seconds else record.ttl
-            expires = now + lifetime
+            expires = time.time() + lifetime
             if record.deadline:
                 expires = min(expires, record.deadline)
-            fresh = _Record(
-                record.subject, record.claims, record.created_at, expires, lifetime, record.deadline
-            )
+            fresh = replace(record, expires_at=expires, ttl=lifetime)
             # Guarded by the etag: a session revoked meanwhile is not brought back.
             write = StateWrite(
                 key,
-                fresh.encode(),
+                records.seal(key, fresh.to_doc()),
                 etag=item.etag,
-                ttl_seconds=self._store_ttl(state, store, expires),
+                ttl_seconds=self._store_ttl(records, expires),
             )
             try:
-                await state.write(store, [write])
+                await records.write(write)
             except ETagMismatchError:
                 continue
             return fresh.session(session_id)
         raise ComponentError(f"auth {self._name}: the session keeps changing; try again")
 
     async def revoke(self, session_id: str) -> None:
-        state, store, _ = self._bound()
-        key = self._session_key(session_id)
-        item = await state.read(store, key)
-        if item is None:
+        records, _ = self._bound()
+        key = self._session_key(records, session_id)
+        item = await records.read(key)
+        record = records.open_record(key, item)
+        delete = StateWrite(key, None)
+        if record is None:
+            if item is not None:
+                await records.write(delete)
             return  # already gone: revoking is idempotent
-        try:
-            subject = _Record.decode(item.value).subject
-        except (ValueError, KeyError, TypeError):
-            await state.write(store, [StateWrite(key, None)])
-            return
-        await self._update_index(subject, {_hash(session_id): None}, before=[StateWrite(key, None)])
+        index_key = records.subject_key(record.subject)
+        for _ in range(INDEX_ATTEMPTS):
+            index_item = await records.read(index_key)
+            index = records.open_index(index_key, index_item)
+            if index is None:  # a refused index is left for create to replace
+                await records.write(delete)
+                return
+            index.sessions.pop(digest(session_id), None)
+            await records.prune(index)
+            # The record goes first: a crash in between leaves an entry without a record.
+            if await records.commit(index_key, index_item, index, before=[delete]):
+                return
+        raise self._give_up()
 
     async def revoke_subject(self, subject: str) -> int:
-        state, store, _ = self._bound()
+        records, _ = self._bound()
         if not isinstance(subject, str) or not subject:
             raise AuthError(BAD_REQUEST, "subject: must be a non-empty string")
-        key = self._subject_key(subject)
-        atomic = state.transactional(store)
-        revoked = 0
+        key = records.subject_key(subject)
         for _ in range(INDEX_ATTEMPTS):
-            item = await state.read(store, key)
+            item = await records.read(key)
             if item is None:
-                return revoked
-            session_keys = [f"{self._prefix}s-{h}" for h in _index(item)]
-            live = [k for k in session_keys if await self._live(state, store, k) is not None]
-            deletes = [StateWrite(k, None) for k in session_keys]
-            drop_index = StateWrite(key, None, etag=item.etag)
-            if atomic:
-                try:
-                    await state.write(store, [*deletes, drop_index])
-                except ETagMismatchError:
-                    continue  # nothing was applied; a session was added meanwhile
-                return revoked + len(live)
-            for delete in deletes:
-                await state.write(store, [delete])
-            revoked += len(live)
-            try:
-                await state.write(store, [drop_index])
-            except ETagMismatchError:
-                continue  # sessions added meanwhile are revoked on the next pass
-            return revoked
-        raise ComponentError(f"auth {self._name}: the session index keeps changing; try again")
+                return 0  # never had a session, or none since the last clean-up
+            index = records.open_index(key, item) or SubjectIndex()
+            live = [h for h in index.sessions if await records.live(h) is not None]
+            # The new epoch revokes; deleting the records afterwards is clean-up.
+            deletes = [StateWrite(records.record_key(h), None) for h in index.sessions]
+            if await records.commit(key, item, SubjectIndex(new_epoch()), after=deletes):
+                return len(live)
+        raise self._give_up()

@@ -7,7 +7,9 @@ request goes on. The token comes from ``Authorization: Bearer <token>`` and is
 checked by an ``auth.jwt`` validator: the component named by
 ``authComponent`` (bound after start-up through :meth:`BearerMiddleware.bind`),
 or one built from the same metadata as ``auth.jwt`` (Dapr's bearer names
-``issuer``, ``audience``, ``jwksURL``, plus ``algorithms``, ``key`` ...).
+``issuer``, ``audience``, ``jwksURL``, plus ``algorithms``, ``key`` ...). As
+for ``auth.jwt``, an inline ``issuer`` or ``jwksURL`` needs an ``audience``
+unless ``allowAnyAudience`` is ``"true"``.
 
 A refusal is 401 with the ``ERR_AUTH_*`` code of the reason and a
 ``WWW-Authenticate: Bearer`` header (503 ``ERR_AUTH_KEYS_UNAVAILABLE`` when the

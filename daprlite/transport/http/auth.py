@@ -21,24 +21,28 @@ session's subject is the token's ``sub``) or ``{"subject": "...", "claims":
 {...}}``, and optionally ``"ttlInSeconds"``; ``refresh`` takes an optional
 ``{"ttlInSeconds": n}``. Times are Unix epoch seconds. A refused token or
 session is 401 with an ``ERR_AUTH_*`` code; bad input is 400
-``ERR_AUTH_BAD_REQUEST`` naming the field; an unknown component is 404
-``ERR_AUTH_COMPONENT_NOT_FOUND``.
+``ERR_AUTH_BAD_REQUEST`` naming the field (a body that is not a JSON object,
+holds NaN or Infinity, or nests too deeply names ``body``); an unknown
+component is 404 ``ERR_AUTH_COMPONENT_NOT_FOUND``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import re
 
 from aiohttp import web
 
 from daprlite import errors
-from daprlite.blocks.auth import AuthAPI
+from daprlite.blocks.auth import AuthAPI, json_object
+from daprlite.blocks.auth import loggable_path as loggable_path  # used by server.py
 from daprlite.components.auth.api import Session
 from daprlite.transport.http.common import read_body
 
 API_KEY = web.AppKey("auth_api", AuthAPI)
 PREFIX = "/v1.0-alpha1/auth/{name}"
+# Replies are strict JSON: NaN or Infinity never leave the sidecar.
+_dumps = functools.partial(json.dumps, allow_nan=False)
 
 
 async def _object(request: web.Request) -> dict[str, object]:
@@ -46,13 +50,7 @@ async def _object(request: web.Request) -> dict[str, object]:
     body = await read_body(request)
     if not body.strip():
         return {}
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise errors.AUTH_BAD_REQUEST("body: is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise errors.AUTH_BAD_REQUEST("body: must be a JSON object")
-    return doc
+    return json_object(body, "body")
 
 
 def _string(doc: dict[str, object], field: str) -> str | None:
@@ -100,7 +98,7 @@ async def validate(request: web.Request) -> web.Response:
     if token is None:
         token = _string(await _object(request), "token")
     claims = await request.app[API_KEY].validate(request.match_info["name"], token or "")
-    return web.json_response({"claims": claims})
+    return web.json_response({"claims": claims}, dumps=_dumps)
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -115,14 +113,14 @@ async def create_session(request: web.Request) -> web.Response:
         claims=claims,
         ttl_seconds=_ttl(doc),
     )
-    return web.json_response(session_json(session), status=201)
+    return web.json_response(session_json(session), status=201, dumps=_dumps)
 
 
 async def get_session(request: web.Request) -> web.Response:
     session = await request.app[API_KEY].validate_session(
         request.match_info["name"], request.match_info["id"]
     )
-    return web.json_response(session_json(session))
+    return web.json_response(session_json(session), dumps=_dumps)
 
 
 async def refresh_session(request: web.Request) -> web.Response:
@@ -130,7 +128,7 @@ async def refresh_session(request: web.Request) -> web.Response:
     session = await request.app[API_KEY].refresh_session(
         request.match_info["name"], request.match_info["id"], _ttl(doc)
     )
-    return web.json_response(session_json(session))
+    return web.json_response(session_json(session), dumps=_dumps)
 
 
 async def revoke_session(request: web.Request) -> web.Response:
@@ -154,11 +152,3 @@ def routes() -> list[web.RouteDef]:
         web.delete(f"{PREFIX}/sessions/{{id}}", revoke_session),
         web.delete(f"{PREFIX}/subjects/{{subject}}/sessions", revoke_subject),
     ]
-
-
-_SESSION_PATH = re.compile(r"^(/v1\.0-alpha1/auth/[^/]+/sessions/)[^/]+")
-
-
-def loggable_path(path: str) -> str:
-    """``path`` with a session id (a bearer credential) masked, for log lines."""
-    return _SESSION_PATH.sub(r"\1***", path)
