@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from typing import TYPE_CHECKING
 
+from daprlite.cli._control_plane import serve_until_signalled
 from daprlite.cli.flags import LOG_LEVELS
 from daprlite.observability.logging import setup_logging
 
@@ -57,20 +57,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 async def _main(options: OperatorOptions) -> int:
-    from daprlite.kubernetes.client import KubernetesConfigError, api_client
     from daprlite.operator.server import serve
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        client = await api_client(options.kubeconfig)
-    except KubernetesConfigError as exc:
-        print(f"daprlite operator: {exc}", file=sys.stderr)
-        return 1
-    try:
-        await serve(options, client, stop)
-    finally:
-        await client.close()
-    return 0
+    return await serve_until_signalled(
+        "operator", options.kubeconfig, lambda client, stop: serve(options, client, stop)
+    )

@@ -11,11 +11,11 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daprlite.cli._control_plane import serve_until_signalled
 from daprlite.cli.flags import LOG_LEVELS
 from daprlite.components.metadata import parse_duration
 from daprlite.observability.logging import setup_logging
@@ -130,24 +130,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 async def _main(options: SentryOptions) -> int:
-    from daprlite.kubernetes.client import KubernetesConfigError, api_client
     from daprlite.sentry.bundle import TrustBundleError
     from daprlite.sentry.server import serve
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        client = await api_client(options.kubeconfig)
-    except KubernetesConfigError as exc:
-        print(f"daprlite sentry: {exc}", file=sys.stderr)
-        return 1
-    try:
-        await serve(options, client, stop)
-    except TrustBundleError as exc:
-        print(f"daprlite sentry: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await client.close()
-    return 0
+    return await serve_until_signalled(
+        "sentry",
+        options.kubeconfig,
+        lambda client, stop: serve(options, client, stop),
+        fatal=(TrustBundleError,),
+    )
