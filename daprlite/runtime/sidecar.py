@@ -43,20 +43,14 @@ from daprlite.resiliency import Resiliency
 from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.identity import open_identity, trust_domain_of
-from daprlite.runtime.listeners import grpc_server, serve_grpc, serve_web
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
+from daprlite.runtime.servers import start_grpc, start_http, start_internal, start_proxy_listener
 from daprlite.runtime.streaming import StreamingSubscriptions
 from daprlite.runtime.subscriptions import start_subscriptions
 from daprlite.security.acl import DEFAULT_TRUST_DOMAIN, Identity
 from daprlite.security.mtls import WorkloadIdentity
-from daprlite.security.token import api_token_from_env
-from daprlite.transport.grpc.auth import AuthServicer
-from daprlite.transport.grpc.proxy import ProxyHandler
-from daprlite.transport.grpc.server import DaprServicer, build_server
-from daprlite.transport.http.server import build_app
 from daprlite.transport.internal.client import InternalClient
-from daprlite.transport.internal.server import build_internal_app
 
 log = logging.getLogger("daprlite.runtime")
 
@@ -114,7 +108,7 @@ class Sidecar:
             self._invokable_channel,
             app_is_grpc=options.app_protocol in ("grpc", "grpcs"),
             is_healthy=self._app_is_healthy if self.app_health else None,
-            access_check=self._access_allowed,
+            access_check=self.access_allowed,
             pipeline=self.app_pipeline,
         )
         self.identity: WorkloadIdentity | None = None  # set when mTLS is on
@@ -126,6 +120,11 @@ class Sidecar:
         self._stack = AsyncExitStack()
         self._shutdown = asyncio.Event()
         self._app_wait: asyncio.Task[None] | None = None
+
+    @property
+    def exit_stack(self) -> AsyncExitStack:
+        """Where start-up enters what stop unwinds (listeners register their shutdown here)."""
+        return self._stack
 
     # -- start ---------------------------------------------------------------------------
     async def start(self) -> BoundPorts:
@@ -178,10 +177,10 @@ class Sidecar:
         )
         await self._start_external(resources.http_endpoints)
         await self._start_mtls()
-        internal_port = await self._start_internal()
-        http_port = await self._start_http()
-        grpc_port = await self._start_grpc()
-        proxy_port = await self._start_proxy_listener()
+        internal_port = await start_internal(self)
+        http_port = await start_http(self)
+        grpc_port = await start_grpc(self)
+        proxy_port = await start_proxy_listener(self)
         self.ports = BoundPorts(http_port, grpc_port, internal_port, proxy_port)
         await self._start_name_resolution()
         self.health.outbound_ready = True
@@ -238,7 +237,7 @@ class Sidecar:
     def _app_is_healthy(self) -> bool:
         return self.app_health is None or self.app_health.healthy
 
-    def _grpc_app_target(self) -> str | None:
+    def grpc_app_target(self) -> str | None:
         opts = self.options
         if not opts.app_port or opts.app_protocol not in ("grpc", "grpcs"):
             return None
@@ -270,7 +269,7 @@ class Sidecar:
             store = stores[0].name
         return await self.secrets.get(store, name, {})
 
-    def _access_allowed(self, caller: Caller, method: str, verb: str) -> bool:
+    def access_allowed(self, caller: Caller, method: str, verb: str) -> bool:
         """``spec.accessControl`` for a call delivered to this sidecar's app."""
         acl = self.secrets.configuration.access_control
         identity = (
@@ -291,20 +290,6 @@ class Sidecar:
         self._stack.push_async_callback(identity.close)
         self.identity = identity
         self.internal_client = InternalClient(opts.max_body_size, identity.client_context)
-
-    async def _start_internal(self) -> int:
-        opts = self.options
-        await self.internal_client.start()
-        self._stack.push_async_callback(self.internal_client.close)
-        app = build_internal_app(self.local_app, opts.max_body_size, mtls=self.identity is not None)
-        return await serve_web(
-            app,
-            opts.listen_addresses,
-            opts.internal_port,
-            self._stack,
-            opts.graceful_shutdown_seconds,
-            self.identity.server_context if self.identity is not None else None,
-        )
 
     async def _start_name_resolution(self) -> None:
         """Start-up step 5: open the resolver and record this sidecar in the run folder."""
@@ -356,97 +341,6 @@ class Sidecar:
             )
         except OSError as exc:
             log.warning("cannot update this sidecar's run-folder record: %s", exc)
-
-    async def _start_http(self) -> int:
-        opts = self.options
-        app = build_app(
-            state_api=self.state,
-            bindings_api=self.bindings,
-            secrets_api=self.secrets,
-            metadata_api=self.metadata,
-            health=self.health,
-            request_shutdown=self.request_shutdown,
-            max_body_size=opts.max_body_size,
-            api_logging=opts.enable_api_logging,
-            api_token=api_token_from_env(),
-            invoke_api=self.invoke,
-            pubsub_api=self.pubsub,
-            pipeline=self.api_pipeline,
-            api_lists=self.secrets.configuration.api_lists,
-            auth_api=self.auth,
-        )
-        return await serve_web(
-            app, opts.listen_addresses, opts.http_port, self._stack, opts.graceful_shutdown_seconds
-        )
-
-    async def _start_grpc(self) -> int:
-        opts = self.options
-        servicer = DaprServicer(
-            self.state,
-            self.bindings,
-            self.secrets,
-            self.metadata,
-            self.request_shutdown,
-            self.invoke,
-            self.pubsub,
-            self.streaming,
-        )
-        proxy = ProxyHandler(
-            opts.app_id,
-            opts.namespace,
-            self._grpc_app_target,
-            lambda: self.invoke.resolver,
-            opts.max_body_size,
-            access_check=self._access_allowed,
-            identity=self.identity,
-        )
-        self._stack.push_async_callback(proxy.close)
-        server = build_server(
-            servicer,
-            opts.max_body_size,
-            api_token_from_env(),
-            proxy,
-            # Without mTLS, other sidecars deliver proxied calls to this public port,
-            # without this sidecar's token; with mTLS they use the proxy listener.
-            own_app_id=opts.app_id if self.identity is None else "",
-            api_lists=self.secrets.configuration.api_lists,
-            auth=AuthServicer(self.auth),
-        )
-        return await serve_grpc(
-            server,
-            opts.listen_addresses,
-            opts.grpc_port,
-            self._stack,
-            opts.graceful_shutdown_seconds,
-            "gRPC API",
-        )
-
-    async def _start_proxy_listener(self) -> int:
-        """With mTLS: the listener where other sidecars deliver proxied gRPC calls to our app."""
-        if self.identity is None:
-            return 0
-        opts = self.options
-        handler = ProxyHandler(
-            opts.app_id,
-            opts.namespace,
-            self._grpc_app_target,
-            lambda: self.invoke.resolver,
-            opts.max_body_size,
-            access_check=self._access_allowed,
-            internal=True,
-        )
-        self._stack.push_async_callback(handler.close)
-        server = grpc_server(opts.max_body_size)
-        server.add_generic_rpc_handlers((handler,))
-        return await serve_grpc(
-            server,
-            opts.listen_addresses,
-            opts.proxy_port,
-            self._stack,
-            opts.graceful_shutdown_seconds,
-            "mTLS proxy listener",
-            self.identity.server_credentials(),
-        )
 
     async def _wait_for_app(self, port: int) -> None:
         host = self.options.app_channel_address

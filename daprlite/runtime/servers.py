@@ -1,0 +1,136 @@
+"""Start-up step 6: what each of the sidecar's four listeners serves.
+
+The composition root (:class:`daprlite.runtime.sidecar.Sidecar`) calls these
+in order once its components, configuration and workload identity are
+ready: the internal invocation listener, the Dapr HTTP API, the gRPC API
+(with daprlite's own services and gRPC proxying), and, with mTLS, the proxy
+listener other sidecars deliver proxied gRPC calls to. Binding and serving
+itself is :mod:`daprlite.runtime.listeners`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from daprlite.runtime.listeners import grpc_server, serve_grpc, serve_web
+from daprlite.security.token import api_token_from_env
+from daprlite.transport.grpc.auth import AuthServicer
+from daprlite.transport.grpc.proxy import ProxyHandler
+from daprlite.transport.grpc.server import DaprServicer, build_server
+from daprlite.transport.http.server import build_app
+from daprlite.transport.internal.server import build_internal_app
+
+if TYPE_CHECKING:
+    from daprlite.runtime.sidecar import Sidecar
+
+
+async def start_internal(sc: Sidecar) -> int:
+    """Sidecar-to-sidecar invocation (HTTP/1.1; TLS with a client certificate under mTLS)."""
+    opts = sc.options
+    await sc.internal_client.start()
+    sc.exit_stack.push_async_callback(sc.internal_client.close)
+    app = build_internal_app(sc.local_app, opts.max_body_size, mtls=sc.identity is not None)
+    return await serve_web(
+        app,
+        opts.listen_addresses,
+        opts.internal_port,
+        sc.exit_stack,
+        opts.graceful_shutdown_seconds,
+        sc.identity.server_context if sc.identity is not None else None,
+    )
+
+
+async def start_http(sc: Sidecar) -> int:
+    """The Dapr HTTP API."""
+    opts = sc.options
+    app = build_app(
+        state_api=sc.state,
+        bindings_api=sc.bindings,
+        secrets_api=sc.secrets,
+        metadata_api=sc.metadata,
+        health=sc.health,
+        request_shutdown=sc.request_shutdown,
+        max_body_size=opts.max_body_size,
+        api_logging=opts.enable_api_logging,
+        api_token=api_token_from_env(),
+        invoke_api=sc.invoke,
+        pubsub_api=sc.pubsub,
+        pipeline=sc.api_pipeline,
+        api_lists=sc.secrets.configuration.api_lists,
+        auth_api=sc.auth,
+    )
+    return await serve_web(
+        app, opts.listen_addresses, opts.http_port, sc.exit_stack, opts.graceful_shutdown_seconds
+    )
+
+
+async def start_grpc(sc: Sidecar) -> int:
+    """The Dapr gRPC API, daprlite's own gRPC services, and gRPC proxying."""
+    opts = sc.options
+    servicer = DaprServicer(
+        sc.state,
+        sc.bindings,
+        sc.secrets,
+        sc.metadata,
+        sc.request_shutdown,
+        sc.invoke,
+        sc.pubsub,
+        sc.streaming,
+    )
+    proxy = ProxyHandler(
+        opts.app_id,
+        opts.namespace,
+        sc.grpc_app_target,
+        lambda: sc.invoke.resolver,
+        opts.max_body_size,
+        access_check=sc.access_allowed,
+        identity=sc.identity,
+    )
+    sc.exit_stack.push_async_callback(proxy.close)
+    server = build_server(
+        servicer,
+        opts.max_body_size,
+        api_token_from_env(),
+        proxy,
+        # Without mTLS, other sidecars deliver proxied calls to this public port,
+        # without this sidecar's token; with mTLS they use the proxy listener.
+        own_app_id=opts.app_id if sc.identity is None else "",
+        api_lists=sc.secrets.configuration.api_lists,
+        auth=AuthServicer(sc.auth),
+    )
+    return await serve_grpc(
+        server,
+        opts.listen_addresses,
+        opts.grpc_port,
+        sc.exit_stack,
+        opts.graceful_shutdown_seconds,
+        "gRPC API",
+    )
+
+
+async def start_proxy_listener(sc: Sidecar) -> int:
+    """With mTLS: the listener where other sidecars deliver proxied gRPC calls to our app."""
+    if sc.identity is None:
+        return 0
+    opts = sc.options
+    handler = ProxyHandler(
+        opts.app_id,
+        opts.namespace,
+        sc.grpc_app_target,
+        lambda: sc.invoke.resolver,
+        opts.max_body_size,
+        access_check=sc.access_allowed,
+        internal=True,
+    )
+    sc.exit_stack.push_async_callback(handler.close)
+    server = grpc_server(opts.max_body_size)
+    server.add_generic_rpc_handlers((handler,))
+    return await serve_grpc(
+        server,
+        opts.listen_addresses,
+        opts.proxy_port,
+        sc.exit_stack,
+        opts.graceful_shutdown_seconds,
+        "mTLS proxy listener",
+        sc.identity.server_credentials(),
+    )
