@@ -119,6 +119,18 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
         help="sidecar-to-sidecar invocation port (default: a free port)",
     )
     p.add_argument(
+        "--internal-listen-addresses",
+        default="",
+        help="comma-separated addresses for sidecar-to-sidecar traffic and the public port "
+        "(default: those of --dapr-listen-addresses)",
+    )
+    p.add_argument(
+        "--dapr-public-port",
+        type=_port,
+        default=None,
+        help="serve only the health endpoints on this port, at the internal listen addresses",
+    )
+    p.add_argument(
         "--internal-proxy-port",
         type=_port,
         default=0,
@@ -188,6 +200,10 @@ def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -
         graceful_shutdown_seconds=args.dapr_graceful_shutdown_seconds,
         internal_port=args.dapr_internal_port,
         proxy_port=args.internal_proxy_port,
+        internal_listen_addresses=tuple(
+            a.strip() for a in args.internal_listen_addresses.split(",") if a.strip()
+        ),
+        public_port=args.dapr_public_port,
         run_file=os.environ.get("DAPRLITE_RUN_FILE", ""),
         app_health=_app_health(args),
         enable_mtls=args.enable_mtls,

@@ -55,6 +55,15 @@ class Options:
     namespace: str = field(default_factory=lambda: os.environ.get("NAMESPACE", ""))
     internal_port: int = 0  # sidecar-to-sidecar invocation listener (0: a free port)
     proxy_port: int = 0  # mTLS listener for proxied gRPC calls (0: a free port)
+    # Where the internal invocation and proxy listeners (and the public health port)
+    # bind; empty: the same addresses as the APIs.
+    internal_listen_addresses: tuple[str, ...] = ()
+    public_port: int | None = None  # --dapr-public-port: health endpoints only
+
+    @property
+    def internal_addresses(self) -> tuple[str, ...]:
+        return self.internal_listen_addresses or self.listen_addresses
+
     run_file: str = ""  # the multi-app run file that started this sidecar, if any
     app_health: AppHealthOptions | None = None  # None: no app health checks
     # None: on when a CA is available, unless spec.mtls.enabled says no.

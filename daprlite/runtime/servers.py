@@ -17,7 +17,7 @@ from daprlite.security.token import api_token_from_env
 from daprlite.transport.grpc.auth import AuthServicer
 from daprlite.transport.grpc.proxy import ProxyHandler
 from daprlite.transport.grpc.server import DaprServicer, build_server
-from daprlite.transport.http.server import build_app
+from daprlite.transport.http.server import build_app, build_public_app
 from daprlite.transport.internal.server import build_internal_app
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ async def start_internal(sc: Sidecar) -> int:
     app = build_internal_app(sc.local_app, opts.max_body_size, mtls=sc.identity is not None)
     return await serve_web(
         app,
-        opts.listen_addresses,
+        opts.internal_addresses,
         opts.internal_port,
         sc.exit_stack,
         opts.graceful_shutdown_seconds,
@@ -127,10 +127,24 @@ async def start_proxy_listener(sc: Sidecar) -> int:
     server.add_generic_rpc_handlers((handler,))
     return await serve_grpc(
         server,
-        opts.listen_addresses,
+        opts.internal_addresses,
         opts.proxy_port,
         sc.exit_stack,
         opts.graceful_shutdown_seconds,
         "mTLS proxy listener",
         sc.identity.server_credentials(),
+    )
+
+
+async def start_public(sc: Sidecar) -> int:
+    """``--dapr-public-port``: the health endpoints, where probes from outside the pod reach."""
+    opts = sc.options
+    if opts.public_port is None:
+        return 0
+    return await serve_web(
+        build_public_app(sc.health, sc.metadata),
+        opts.internal_addresses,
+        opts.public_port,
+        sc.exit_stack,
+        opts.graceful_shutdown_seconds,
     )

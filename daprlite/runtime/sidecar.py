@@ -45,7 +45,13 @@ from daprlite.runtime.bindings import AppChannel, start_input_bindings
 from daprlite.runtime.identity import open_identity, trust_domain_of
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
-from daprlite.runtime.servers import start_grpc, start_http, start_internal, start_proxy_listener
+from daprlite.runtime.servers import (
+    start_grpc,
+    start_http,
+    start_internal,
+    start_proxy_listener,
+    start_public,
+)
 from daprlite.runtime.streaming import StreamingSubscriptions
 from daprlite.runtime.subscriptions import start_subscriptions
 from daprlite.security.acl import DEFAULT_TRUST_DOMAIN, Identity
@@ -181,6 +187,7 @@ class Sidecar:
         http_port = await start_http(self)
         grpc_port = await start_grpc(self)
         proxy_port = await start_proxy_listener(self)
+        await start_public(self)
         self.ports = BoundPorts(http_port, grpc_port, internal_port, proxy_port)
         await self._start_name_resolution()
         self.health.outbound_ready = True
@@ -248,7 +255,7 @@ class Sidecar:
 
     def _advertised_host(self) -> str:
         """The host other sidecars use to reach this one."""
-        host = self.options.listen_addresses[0]
+        host = self.options.internal_addresses[0]
         if host in ("0.0.0.0", "::", ""):
             return os.environ.get("DAPR_HOST_IP") or "127.0.0.1"
         return host

@@ -156,6 +156,26 @@ async def api_logging_middleware(request: web.Request, handler: Handler) -> web.
     return response
 
 
+def build_public_app(
+    health: metadata_routes.Health, metadata_api: metadata_routes.MetadataAPI
+) -> web.Application:
+    """``--dapr-public-port``: the health endpoints only, for probes from outside the pod.
+
+    Nothing else is served there (no API token is asked for, as in Dapr), so it
+    can listen where the Dapr API must not.
+    """
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024)
+    app[metadata_routes.HEALTH_KEY] = health
+    app[metadata_routes.METADATA_KEY] = metadata_api
+    app.add_routes(
+        [
+            web.get("/v1.0/healthz", metadata_routes.healthz),
+            web.get("/v1.0/healthz/outbound", metadata_routes.healthz_outbound),
+        ]
+    )
+    return app
+
+
 def build_app(
     *,
     state_api: state_routes.StateAPI,
