@@ -17,6 +17,9 @@ response shapes of the Kubernetes API reference:
 - ``apps/v1`` deployments and statefulsets and core services are also listed and watched
   across all namespaces (``GET /apis/apps/v1/deployments``, ``GET /api/v1/services``);
   lists and watches honour an equality ``labelSelector`` (``k=v,k2=v2``);
+- lists honour ``limit``: a page holds at most that many items, and ``metadata.continue``
+  (with ``remainingItemCount``) asks for the rest with ``?continue=<token>``; every page
+  carries the first page's resourceVersion;
 - ``PATCH /api/v1/namespaces/{ns}/services/{name}`` takes a JSON merge patch
   (``application/merge-patch+json``; other patch types get 415), and ``DELETE`` answers
   200 with a ``Success`` Status (404 when absent);
@@ -185,6 +188,9 @@ class BoundToken:
     pod_name: str
     pod_uid: str
     audiences: tuple[str, ...]
+    # What the review reports in status.audiences; None: those asked for that the token has.
+    # (Set to model an authenticator that does not check spec.audiences.)
+    reported_audiences: tuple[str, ...] | None = None
 
 
 class K8sAPI:
@@ -327,12 +333,18 @@ class K8sAPI:
         service_account: str,
         pod_name: str,
         audiences: tuple[str, ...] = ("daprlite-sentry",),
+        reported_audiences: tuple[str, ...] | None = None,
     ) -> None:
-        """Make TokenReview accept ``token`` as bound to that pod (put the pod first)."""
-        pod = self.get("pods", namespace, pod_name)
+        """Make TokenReview accept ``token`` as bound to that pod (put the pod first).
+
+        ``pod_name`` "" makes a token bound to no pod (a long-lived Secret token).
+        """
+        pod = self.get("pods", namespace, pod_name) if pod_name else None
         meta = pod.get("metadata") if pod else None
         uid = str(meta.get("uid", "")) if isinstance(meta, dict) else ""
-        self.tokens[token] = BoundToken(namespace, service_account, pod_name, uid, audiences)
+        self.tokens[token] = BoundToken(
+            namespace, service_account, pod_name, uid, audiences, reported_audiences
+        )
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
         self._call(lambda: self._delete(plural, namespace, name))
@@ -559,7 +571,9 @@ class K8sAPI:
         elif wanted and not set(wanted) & set(bound.audiences):
             result = {"user": {}, "error": "token audiences are invalid for the target audiences"}
         else:
-            extra = {"authentication.kubernetes.io/pod-name": [bound.pod_name]}
+            extra: dict[str, list[str]] = {}
+            if bound.pod_name:
+                extra["authentication.kubernetes.io/pod-name"] = [bound.pod_name]
             if bound.pod_uid:
                 extra["authentication.kubernetes.io/pod-uid"] = [bound.pod_uid]
             result = {
@@ -574,7 +588,9 @@ class K8sAPI:
                     ],
                     "extra": extra,
                 },
-                "audiences": [a for a in wanted if a in bound.audiences] or list(bound.audiences),
+                "audiences": list(bound.reported_audiences)
+                if bound.reported_audiences is not None
+                else [a for a in wanted if a in bound.audiences] or list(bound.audiences),
             }
         return web.json_response(
             {
@@ -618,21 +634,37 @@ class K8sAPI:
             )
         if _is_watch(request):
             return await self._watch(request, plural, namespace, kind, api_version, selector)
+        page = _page_request(request)
+        if isinstance(page, web.Response):
+            return page
+        limit, list_rv, after = page
         # Built-in lists (not custom resources) leave kind and apiVersion off their items.
         core = RESOURCES[plural][1] != GROUP
         items = []
-        for (p, ns, _), obj in sorted(self._objects.items()):
+        keys: list[tuple[str, str, str]] = []
+        for key, obj in sorted(self._objects.items()):
+            p, ns, _ = key
+            if after is not None and key <= after:
+                continue  # returned by an earlier page
             if p == plural and namespace in (None, ns) and _selected(obj, selector):
                 item = self._shaped(obj, kind, api_version)
                 if core:
                     item.pop("kind")
                     item.pop("apiVersion")
                 items.append(item)
+                keys.append(key)
+        meta: dict[str, object] = {"resourceVersion": str(list_rv or self._rv)}
+        if limit and len(items) > limit:
+            # Every page of one list carries the first page's resourceVersion, as the real
+            # server's (which serves all pages from that snapshot).
+            meta["continue"] = _continue_token(list_rv or self._rv, keys[limit - 1])
+            meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
         return web.json_response(
             {
                 "kind": f"{kind}List",
                 "apiVersion": api_version,
-                "metadata": {"resourceVersion": str(self._rv)},
+                "metadata": meta,
                 "items": items,
             }
         )
@@ -711,6 +743,35 @@ class K8sAPI:
         finally:
             self._watchers.discard(watcher)
         return response
+
+
+def _continue_token(list_rv: int, last: tuple[str, str, str]) -> str:
+    raw = json.dumps({"rv": list_rv, "after": list(last)}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _page_request(
+    request: web.Request,
+) -> tuple[int, int, tuple[str, str, str] | None] | web.Response:
+    """``(limit, first page's resourceVersion, last key sent)`` of a paged list, or the 400.
+
+    Without ``limit`` every item comes in one page; ``continue`` resumes after the
+    last object of the page that returned it (0 and None when absent).
+    """
+    raw_limit = request.query.get("limit", "")
+    try:
+        limit = int(raw_limit) if raw_limit else 0
+    except ValueError:
+        return _status_response(400, "BadRequest", f"invalid limit {raw_limit!r}")
+    token = request.query.get("continue", "")
+    if not token:
+        return max(limit, 0), 0, None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token.encode()))
+        after = doc["after"]
+        return max(limit, 0), int(doc["rv"]), (str(after[0]), str(after[1]), str(after[2]))
+    except (ValueError, KeyError, TypeError, IndexError):
+        return _status_response(400, "BadRequest", "continue key is not valid")
 
 
 def _label_selector(raw: str) -> dict[str, str] | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from daprlite.cli.flags import LOG_LEVELS
 from daprlite.injector.patch import DEFAULT_SENTRY_ADDRESS, PULL_POLICIES, InjectorConfig
-from daprlite.injector.server import ServerOptions, serve
+from daprlite.injector.server import ServerOptions, read_trust_anchors, serve
 from daprlite.observability.logging import setup_logging
 
 
@@ -31,19 +31,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=float,
         default=2.0,
         metavar="SECONDS",
-        help="how often to check the TLS files for a rotated certificate",
+        help="how often to check the TLS and trust-anchors files for changes",
     )
     p.add_argument("--sidecar-image", default=defaults.sidecar_image)
     p.add_argument(
         "--sidecar-image-pull-policy", choices=PULL_POLICIES, default=defaults.image_pull_policy
     )
-    p.add_argument("--trust-domain", default=defaults.trust_domain)
+    p.add_argument(
+        "--trust-domain",
+        default=defaults.trust_domain,
+        help="DAPRLITE_TRUST_DOMAIN of injected sidecars (a Configuration's "
+        "accessControl.trustDomain overrides it)",
+    )
     p.add_argument(
         "--trust-anchors-file",
         type=Path,
         default=None,
         metavar="FILE",
-        help="PEM bundle of the CA certificates the sidecars trust",
+        help="PEM bundle of the CA certificates the sidecars trust (read again when it changes)",
     )
     p.add_argument("--sentry-address", default=DEFAULT_SENTRY_ADDRESS)
     p.add_argument(
@@ -62,14 +67,11 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--tls-reload-interval: expected seconds > 0, got {args.tls_reload_interval}")
     anchors = ""
     if args.trust_anchors_file is not None:
+        # Read here for a clear start-up error; the server reads it again whenever it changes.
         try:
-            anchors = args.trust_anchors_file.read_text()
-        except OSError as exc:
-            parser.error(f"--trust-anchors-file {args.trust_anchors_file}: {exc.strerror}")
-        if "-----BEGIN CERTIFICATE-----" not in anchors:
-            parser.error(
-                f"--trust-anchors-file {args.trust_anchors_file}: expected PEM certificates"
-            )
+            anchors = read_trust_anchors(args.trust_anchors_file)
+        except ValueError as exc:
+            parser.error(str(exc))
     for flag, path in (
         ("--tls-cert-file", args.tls_cert_file),
         ("--tls-key-file", args.tls_key_file),
@@ -93,6 +95,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         key_file=args.tls_key_file,
         listen_address=args.listen_address,
         reload_interval=args.tls_reload_interval,
+        trust_anchors_file=args.trust_anchors_file,
     )
     setup_logging(args.log_level, args.log_as_json, "injector")
     try:
@@ -104,6 +107,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             f"({exc.reason or exc.strerror or exc})",
             file=sys.stderr,
         )
+    except ValueError as exc:  # the trust-anchors file went bad between the check and serving
+        print(f"daprlite injector: {exc}", file=sys.stderr)
     except OSError as exc:
         print(f"daprlite injector: cannot serve on port {args.port}: {exc}", file=sys.stderr)
     return 1

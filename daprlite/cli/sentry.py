@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from daprlite.cli._control_plane import serve_until_signalled
 from daprlite.cli.flags import LOG_LEVELS
 from daprlite.components.metadata import parse_duration
+from daprlite.injector.annotations import is_valid_trust_domain
 from daprlite.observability.logging import setup_logging
 
 if TYPE_CHECKING:
@@ -47,7 +48,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help=f"where the CA Secret lives (default: $NAMESPACE, else {DEFAULT_NAMESPACE})",
     )
-    p.add_argument("--trust-domain", default="cluster.local")
+    p.add_argument(
+        "--trust-domain",
+        default="public",
+        help="the SPIFFE trust domain of certificates whose request names none (Dapr's default)",
+    )
     p.add_argument(
         "--ca-secret",
         default="daprlite-trust-bundle",
@@ -100,6 +105,11 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 1
     if not 1 <= args.port <= 65535:
         parser.error(f"--port: expected a port in 1-65535, got {args.port}")
+    if not is_valid_trust_domain(args.trust_domain):
+        parser.error(
+            f"--trust-domain: expected lower-case letters, digits, '-' and '.', got "
+            f"{args.trust_domain!r}"
+        )
     if (args.tls_cert_file is None) != (args.tls_key_file is None):
         parser.error("--tls-cert-file and --tls-key-file go together")
     for flag, path in (

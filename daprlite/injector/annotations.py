@@ -9,6 +9,7 @@ builder (``injector.patch``) only ever sees a valid spec.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ NATIVE_SIDECAR_ANNOTATION = "daprlite.io/native-sidecar"
 # An app id names the per-app Service ``<app-id>-daprlite``: a DNS label of at most 63 characters.
 _APP_ID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 APP_ID_MAX = 63 - len("-daprlite")
+# The trust domain is the host part of a SPIFFE ID: lower case, like a DNS name.
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+TRUST_DOMAIN_MAX = 255
 # A Configuration is a Kubernetes object: its name is a DNS subdomain.
 _OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Kubernetes' rule for environment variable names.
@@ -70,10 +74,16 @@ RESERVED_ENV = frozenset(
 
 
 class InjectionError(ValueError):
-    """A pod the injector refuses: ``field`` (usually an annotation) holds a bad ``value``."""
+    """A pod the injector refuses: ``field`` (usually an annotation) holds a bad ``value``.
 
-    def __init__(self, field: str, value: str, expected: str) -> None:
-        super().__init__(f"{field}: {expected}, got {value!r}")
+    ``value`` is ``None`` when it must not be repeated (it may hold secrets): the
+    message then says only what was expected.
+    """
+
+    def __init__(self, field: str, value: str | None, expected: str) -> None:
+        super().__init__(
+            f"{field}: {expected}" if value is None else f"{field}: {expected}, got {value!r}"
+        )
         self.field = field
         self.value = value
         self.expected = expected
@@ -104,6 +114,8 @@ class SidecarSpec:
     env: tuple[tuple[str, str], ...] = ()
     graceful_shutdown_seconds: int | None = None
     native_sidecar: bool | None = None  # None: the injector's default
+    # Where the public APIs (HTTP 3500, gRPC 50001) listen; None: loopback only.
+    listen_addresses: tuple[str, ...] | None = None
 
 
 class _Annotations:
@@ -131,10 +143,14 @@ def annotations_of(pod: Mapping[str, object]) -> dict[str, str]:
     raw = metadata.get("annotations")
     if raw is None:
         return {}
-    if not isinstance(raw, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
-    ):
-        raise InjectionError("metadata.annotations", str(raw)[:80], "expected a map of strings")
+    if not isinstance(raw, Mapping):
+        raise InjectionError("metadata.annotations", type(raw).__name__, "expected an object")
+    for key, value in raw.items():
+        # Named by key only: other annotations (such as env) may hold secrets.
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InjectionError(
+                f"metadata.annotations[{str(key)[:80]!r}]", None, "expected a string value"
+            )
     return dict(raw)
 
 
@@ -172,6 +188,7 @@ def read_spec(pod: Mapping[str, object]) -> SidecarSpec:
         env=_opt(ann, "env", _env) or (),
         graceful_shutdown_seconds=_opt(ann, "graceful-shutdown-seconds", _seconds),
         native_sidecar=native,
+        listen_addresses=_opt(ann, "sidecar-listen-addresses", _addresses),
     )
 
 
@@ -229,6 +246,17 @@ def _app_id(ann: _Annotations, pod: Mapping[str, object]) -> str:
         derived,
         " (it was derived from the pod's owner or name: set the annotation explicitly)",
     )
+
+
+def is_valid_app_id(value: str) -> bool:
+    """Whether ``value`` can be an app id on Kubernetes (a DNS label that leaves room for
+    the ``-daprlite`` Service suffix); the sentry applies the same rule."""
+    return bool(_APP_ID.match(value)) and len(value) <= APP_ID_MAX
+
+
+def is_valid_trust_domain(value: str) -> bool:
+    """Whether ``value`` can be the trust domain of a SPIFFE ID the sentry issues."""
+    return bool(_TRUST_DOMAIN.match(value)) and len(value) <= TRUST_DOMAIN_MAX
 
 
 def _valid_app_id(key: str, value: str, hint: str) -> str:
@@ -303,6 +331,25 @@ def _object_name(key: str, value: str) -> str:
     return value
 
 
+def _addresses(key: str, value: str) -> tuple[str, ...]:
+    items = [item.strip() for item in value.split(",")]
+    if not any(items):
+        raise InjectionError(key, value, "expected comma-separated IP addresses")
+    out: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        try:
+            address = ipaddress.ip_address(item)
+        except ValueError:
+            raise InjectionError(
+                key, value, f"expected comma-separated IP addresses; {item[:80]!r} is not one"
+            ) from None
+        if str(address) not in out:
+            out.append(str(address))
+    return tuple(out)
+
+
 def _quantity(key: str, value: str) -> str:
     if not _QUANTITY.match(value):
         raise InjectionError(key, value, "expected a Kubernetes quantity such as 100m, 0.5 or 64Mi")
@@ -320,19 +367,28 @@ def _check_request_within_limit(ann: _Annotations, resource: str) -> None:
 
 
 def _env(key: str, value: str) -> tuple[tuple[str, str], ...]:
+    # The values are often tokens or passwords: errors name the item's position or its
+    # variable name, never a value (nor a piece of one, which an item without '=' may be).
     pairs: dict[str, str] = {}
-    for item in value.split(","):
+    for position, item in enumerate(value.split(","), start=1):
         if not item.strip():
             continue
         name, sep, val = item.partition("=")
         name = name.strip()
         if not sep:
-            raise InjectionError(key, value, f"expected NAME=value pairs, not {item!r}")
+            raise InjectionError(
+                key, None, f"expected NAME=value pairs separated by ',': item {position} has no '='"
+            )
         if not _ENV_NAME.match(name):
-            raise InjectionError(key, value, f"expected a valid variable name, not {name!r}")
+            raise InjectionError(
+                key,
+                None,
+                f"item {position}: expected a variable name of letters, digits, '-', '.' and '_' "
+                "(not starting with a digit) before '='",
+            )
         if name in RESERVED_ENV:
-            raise InjectionError(key, value, f"{name} is set by the injector and cannot be given")
+            raise InjectionError(key, None, f"{name} is set by the injector and cannot be given")
         if name in pairs:
-            raise InjectionError(key, value, f"expected each variable once; {name} is repeated")
+            raise InjectionError(key, None, f"expected each variable once; {name} is repeated")
         pairs[name] = val.strip()
     return tuple(pairs.items())

@@ -18,18 +18,27 @@ from typing import TypedDict
 from daprlite import __version__
 from daprlite.injector.annotations import (
     INJECTED_ANNOTATION,
+    TRUST_DOMAIN_MAX,
     InjectionError,
     SidecarSpec,
     annotations_of,
     is_enabled,
+    is_valid_trust_domain,
     read_spec,
 )
+from daprlite.security.acl import DEFAULT_TRUST_DOMAIN
 
 SIDECAR_NAME = "daprlite"
+# The app reaches the public APIs on localhost only (they bind to loopback unless the
+# sidecar-listen-addresses annotation says otherwise); other pods reach the sidecar only on
+# the internal ports, and the kubelet's probes on the public port, which serves health only.
 HTTP_PORT = 3500
 GRPC_PORT = 50001
+PUBLIC_PORT = 3501  # GET /v1.0/healthz[/outbound] only, for the kubelet's probes
 INTERNAL_PORT = 50002
 PROXY_PORT = 50003  # mTLS listener for proxied gRPC calls between sidecars
+API_LISTEN_ADDRESS = "127.0.0.1"
+INTERNAL_LISTEN_ADDRESS = "0.0.0.0"
 TOKEN_VOLUME = "daprlite-identity-token"
 TOKEN_DIR = "/var/run/secrets/daprlite.io/sentrytoken"
 TOKEN_AUDIENCE = "daprlite-sentry"
@@ -54,7 +63,7 @@ class InjectorConfig:
 
     sidecar_image: str = f"daprlite:{__version__}"
     image_pull_policy: str = "IfNotPresent"
-    trust_domain: str = "cluster.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
     trust_anchors: str = ""  # the CA bundle PEM the sidecars trust; empty: not passed
     sentry_address: str = DEFAULT_SENTRY_ADDRESS
     native_sidecar: bool = True  # False: a regular container (clusters before 1.29)
@@ -67,8 +76,11 @@ class InjectorConfig:
                 f"image_pull_policy: expected one of {', '.join(PULL_POLICIES)}, "
                 f"got {self.image_pull_policy!r}"
             )
-        if not self.trust_domain.strip():
-            raise ValueError("trust_domain: expected a trust domain such as 'cluster.local'")
+        if not is_valid_trust_domain(self.trust_domain):
+            raise ValueError(
+                "trust_domain: expected lower-case letters, digits, '-' and '.' (at most "
+                f"{TRUST_DOMAIN_MAX}) such as 'public', got {self.trust_domain!r}"
+            )
         if not self.sentry_address.strip():
             raise ValueError("sentry_address: expected host:port")
 
@@ -84,12 +96,9 @@ def already_injected(pod: Mapping[str, object]) -> bool:
     if marker.strip().lower() == "true":
         return True
     spec = _object(pod, "spec")
-    names = {
-        c.get("name")
-        for key in ("containers", "initContainers")
-        for c in _list(spec, key)
-        if isinstance(c, Mapping)
-    }
+    # Only string names count: a malformed one cannot be the sidecar's (and the API server
+    # refuses the pod for it anyway).
+    names = {_name(c) for key in ("containers", "initContainers") for c in _list(spec, key)}
     return SIDECAR_NAME in names
 
 
@@ -133,8 +142,7 @@ def sidecar_container(spec: SidecarSpec, config: InjectorConfig, native: bool) -
         "args": sidecar_args(spec, config),
         "env": _sidecar_env(spec, config),
         "ports": [
-            _port("dapr-http", HTTP_PORT),
-            _port("dapr-grpc", GRPC_PORT),
+            _port("dapr-public", PUBLIC_PORT),
             _port("dapr-internal", INTERNAL_PORT),
             _port("dapr-proxy", PROXY_PORT),
         ],
@@ -142,6 +150,8 @@ def sidecar_container(spec: SidecarSpec, config: InjectorConfig, native: bool) -
         # so the pod only receives traffic then. Startup and liveness use the sidecar's own
         # health: a native sidecar must start before the app, so a startup probe that waited
         # for the app would never pass, and a slow app must not get its sidecar restarted.
+        # All three go to the public port: the kubelet probes the pod's IP, and the API ports
+        # listen on loopback only.
         "readinessProbe": _probe("/v1.0/healthz", period=5, failures=3),
         "livenessProbe": _probe("/v1.0/healthz/outbound", period=10, failures=6),
         "startupProbe": _probe("/v1.0/healthz/outbound", period=1, failures=60),
@@ -186,8 +196,12 @@ def sidecar_args(spec: SidecarSpec, config: InjectorConfig) -> list[str]:
         str(INTERNAL_PORT),
         "--internal-proxy-port",
         str(PROXY_PORT),
+        "--dapr-public-port",
+        str(PUBLIC_PORT),
         "--dapr-listen-addresses",
-        "0.0.0.0",
+        ",".join(spec.listen_addresses or (API_LISTEN_ADDRESS,)),
+        "--internal-listen-addresses",
+        INTERNAL_LISTEN_ADDRESS,
     ]
     if spec.config is not None:
         args += ["--config", spec.config]
@@ -233,9 +247,11 @@ def _app_env_ops(containers: Sequence[object], app_id: str) -> list[JsonPatchOp]
         if not isinstance(container, Mapping):
             raise InjectionError(f"spec.containers[{i}]", str(container)[:80], "expected an object")
         existing = container.get("env")
-        if existing is not None and not isinstance(existing, Sequence):
+        if existing is not None and (
+            not isinstance(existing, Sequence) or isinstance(existing, str)
+        ):
             raise InjectionError(f"spec.containers[{i}].env", str(existing)[:80], "expected a list")
-        names = {e.get("name") for e in existing or () if isinstance(e, Mapping)}
+        names = {_name(e) for e in existing or ()}
         missing = [{"name": n, "value": v} for n, v in app_env(app_id) if n not in names]
         if existing is None:
             # A container without ``env``: the array itself has to be created.
@@ -247,7 +263,7 @@ def _app_env_ops(containers: Sequence[object], app_id: str) -> list[JsonPatchOp]
 
 def _volume_ops(spec: Mapping[str, object]) -> list[JsonPatchOp]:
     volumes = _list(spec, "volumes")
-    taken = {v.get("name") for v in volumes if isinstance(v, Mapping)}
+    taken = {_name(v) for v in volumes}
     for name in (TOKEN_VOLUME, TMP_VOLUME):
         if name in taken:
             raise InjectionError("spec.volumes", name, "expected no volume of this name (reserved)")
@@ -293,7 +309,7 @@ def _resources(spec: SidecarSpec) -> dict[str, dict[str, str]]:
 
 def _probe(path: str, period: int, failures: int) -> dict[str, object]:
     return {
-        "httpGet": {"path": path, "port": HTTP_PORT},
+        "httpGet": {"path": path, "port": PUBLIC_PORT},
         "periodSeconds": period,
         "timeoutSeconds": 3,
         "failureThreshold": failures,
@@ -306,6 +322,12 @@ def _port(name: str, number: int) -> dict[str, object]:
 
 def _field_env(name: str, field_path: str) -> dict[str, object]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+
+
+def _name(item: object) -> str | None:
+    """``item["name"]`` when ``item`` is an object whose name is a string, else None."""
+    name = item.get("name") if isinstance(item, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 def _add(path: str, value: object) -> JsonPatchOp:

@@ -5,7 +5,9 @@ with every pod being created. This module only parses the AdmissionReview,
 calls the pure ``injector.patch.build_patch`` and shapes the answer; a
 malformed annotation becomes ``allowed: false`` naming it, a body that is not
 an AdmissionReview a 400. The serving certificate is read again whenever its
-files change (cert-manager or a Secret volume rotates them), without a restart.
+files change (cert-manager or a Secret volume rotates them), without a restart;
+so is the trust-anchors file, so that pods created after the CA Secret changes
+get the new anchors.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
@@ -32,7 +34,16 @@ log = logging.getLogger("daprlite.injector")
 REVIEW_API_VERSION = "admission.k8s.io/v1"
 # A Kubernetes object is at most ~1.5 MiB (etcd's limit); the review wraps one or two of them.
 MAX_BODY = 4 * 1024 * 1024
-CONFIG_KEY = web.AppKey("injector_config", InjectorConfig)
+
+
+class LiveConfig:
+    """The :class:`InjectorConfig` the webhook uses now; a reload swaps in a new one."""
+
+    def __init__(self, config: InjectorConfig) -> None:
+        self.current = config
+
+
+CONFIG_KEY = web.AppKey("injector_config", LiveConfig)
 
 
 class BadReview(ValueError):
@@ -132,7 +143,7 @@ async def mutate(request: web.Request) -> web.Response:
         # RecursionError: JSON nested deeper than the parser can follow.
         bad = errors.MALFORMED_REQUEST(f"not an AdmissionReview {REVIEW_API_VERSION}: {exc}")
         return web.json_response(bad.body(), status=bad.http_status)
-    response = admit(review, request.app[CONFIG_KEY])
+    response = admit(review, request.app[CONFIG_KEY].current)
     return web.json_response(
         {"apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview", "response": response}
     )
@@ -142,7 +153,7 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def make_app(config: InjectorConfig) -> web.Application:
+def make_app(config: LiveConfig) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[CONFIG_KEY] = config
     app.add_routes([web.post("/mutate", mutate), web.get("/healthz", healthz)])
@@ -167,9 +178,7 @@ class CertificateReloader:
         self.context.sni_callback = self._choose
 
     def _files_stamp(self) -> tuple[tuple[int, int, int], ...]:
-        # A Secret volume swaps a symlink: the inode changes even when mtime may not.
-        stats = (os.stat(self._cert_file), os.stat(self._key_file))
-        return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
+        return files_stamp(self._cert_file, self._key_file)
 
     def _load(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -204,6 +213,69 @@ class CertificateReloader:
             self.reload_if_changed()
 
 
+def files_stamp(*paths: Path) -> tuple[tuple[int, int, int], ...]:
+    """What changes when a file is replaced; raises OSError when one cannot be read."""
+    # A Secret volume swaps a symlink: the inode changes even when mtime may not.
+    stats = [os.stat(path) for path in paths]
+    return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
+
+
+def read_trust_anchors(path: Path) -> str:
+    """The PEM bundle in ``path``; raises ValueError naming the flag, the file and the problem."""
+    try:
+        pem = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"--trust-anchors-file {path}: {why}") from None
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError(f"--trust-anchors-file {path}: expected PEM certificates")
+    return pem
+
+
+class TrustAnchorsReloader:
+    """Puts the newest valid ``--trust-anchors-file`` into the live config.
+
+    The file is usually the ``ca.crt`` of the sentry's CA Secret mounted as a volume;
+    when the CA changes, pods created from then on get the new bundle. A file that
+    does not read as PEM certificates (mid-rotation) keeps the previous bundle.
+    """
+
+    def __init__(self, path: Path, live: LiveConfig) -> None:
+        self._path = path
+        self._live = live
+        self._stamp = files_stamp(path)
+        self._apply(read_trust_anchors(path))
+
+    def _apply(self, pem: str) -> None:
+        self._live.current = replace(self._live.current, trust_anchors=pem)
+
+    def reload_if_changed(self) -> bool:
+        """Read the file again if it changed; ``True`` when new anchors are now injected."""
+        try:
+            stamp = files_stamp(self._path)
+        except OSError as exc:
+            log.warning("trust anchors not readable (keeping the current ones): %s", exc)
+            return False
+        if stamp == self._stamp:
+            return False
+        try:
+            pem = read_trust_anchors(self._path)
+        except ValueError as exc:
+            log.warning("new trust anchors do not load yet (keeping the current ones): %s", exc)
+            return False
+        self._stamp = stamp
+        if pem == self._live.current.trust_anchors:
+            return False
+        self._apply(pem)
+        log.info("injecting the changed trust anchors from %s into new pods", self._path)
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
+
+
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
     """Where and how the webhook listens (the ``daprlite injector`` flags)."""
@@ -212,22 +284,28 @@ class ServerOptions:
     cert_file: Path
     key_file: Path
     listen_address: str = "0.0.0.0"
-    reload_interval: float = 2.0  # seconds between checks of the TLS files
+    reload_interval: float = 2.0  # seconds between checks of the TLS and trust-anchors files
+    trust_anchors_file: Path | None = None  # None: the config's trust_anchors, never reloaded
 
 
 async def serve(options: ServerOptions, config: InjectorConfig, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set, then close the listener and finish in-flight requests."""
     certs = CertificateReloader(options.cert_file, options.key_file)
-    runner = web.AppRunner(make_app(config), access_log=None)
-    await runner.setup()
-    watcher = asyncio.create_task(certs.watch(options.reload_interval))
+    live = LiveConfig(config)
+    watchers = [asyncio.create_task(certs.watch(options.reload_interval))]
+    if options.trust_anchors_file is not None:
+        anchors = TrustAnchorsReloader(options.trust_anchors_file, live)
+        watchers.append(asyncio.create_task(anchors.watch(options.reload_interval)))
+    runner = web.AppRunner(make_app(live), access_log=None)
     try:
+        await runner.setup()
         site = web.TCPSite(runner, options.listen_address, options.port, ssl_context=certs.context)
         await site.start()
         log.info("injector listening on https://%s:%d", options.listen_address, options.port)
         await stop.wait()
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for watcher in watchers:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         await runner.cleanup()

@@ -37,6 +37,9 @@ log = logging.getLogger("daprlite.kubernetes")
 
 WATCH_SECONDS = 300  # the server ends each stream after this; the next resumes from there
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 30.0
+# A stream that ends normally sooner than this (a proxy answering 200 with an empty body) is
+# reopened only after this many seconds, so it cannot become a hot loop.
+MIN_STREAM_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +156,14 @@ class ResumableWatch:
                     objects, self.resource_version = await lister()
                     relist = False
                     await _guarded(on_relist(objects), f"reconciling {self.what}")
+                started = asyncio.get_running_loop().time()
                 async for event in self._stream():
                     delay = _BACKOFF_FIRST
                     await _guarded(on_event(event), f"applying a {event.type} event")
                 delay = _BACKOFF_FIRST
                 log.debug("watch of %s ended; resuming from %s", self.what, self.resource_version)
+                if asyncio.get_running_loop().time() - started < MIN_STREAM_SECONDS:
+                    await asyncio.sleep(MIN_STREAM_SECONDS)
             except _Gone:
                 log.info(
                     "watch of %s: resourceVersion %s is gone from the server; listing again",

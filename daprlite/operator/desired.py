@@ -22,10 +22,10 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "daprlite-operator"
 APP_ID_LABEL = "daprlite.io/app-id"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-# (name, port): the sidecar's ports, the same in every pod (see the injector's patch).
+# (name, port): the sidecar ports other pods may reach, the same in every pod (see the
+# injector's patch). The app-facing HTTP and gRPC APIs (3500, 50001) listen on the pod's
+# loopback only, and the kubelet's health port is for probes: neither is published here.
 SIDECAR_PORTS: tuple[tuple[str, int], ...] = (
-    ("dapr-http", 3500),
-    ("dapr-grpc", 50001),
     ("dapr-internal", 50002),
     ("dapr-proxy", 50003),
 )
@@ -163,6 +163,30 @@ def desired_service(kind: WorkloadKind, workload: Mapping[str, object]) -> Desir
         owner=WorkloadKey(kind, namespace, name),
         owner_uid=_str(meta, "uid"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadState:
+    """What the operator keeps of one workload: not the object, only what reconciling needs."""
+
+    key: WorkloadKey
+    desired: DesiredService | None  # None: no sidecar wanted, or ``error`` says why none
+    error: str  # why no Service can be derived ('' when the workload is well-formed)
+    resource_version: str
+
+    def wants(self, service_name: str) -> bool:
+        return self.desired is not None and self.desired.name == service_name
+
+
+def workload_state(kind: WorkloadKind, workload: Mapping[str, object]) -> WorkloadState:
+    """:func:`desired_service` of ``workload``, with its key and resourceVersion."""
+    meta = _mapping(workload, "metadata")
+    key = WorkloadKey(kind, _str(meta, "namespace"), _str(meta, "name"))
+    version = _str(meta, "resourceVersion")
+    try:
+        return WorkloadState(key, desired_service(kind, workload), "", version)
+    except WorkloadError as exc:
+        return WorkloadState(key, None, str(exc), version)
 
 
 def is_managed(service: Mapping[str, object]) -> bool:

@@ -4,9 +4,11 @@
 one :class:`~daprlite.operator.cluster.Cluster` on the given API client, a
 watch per workload kind feeding the :class:`~daprlite.operator.reconcile.Reconciler`,
 its worker, a periodic resync, and an HTTP server whose ``GET /healthz``
-answers 503 until every workload kind has been listed once and 200 after —
-the Deployment's readiness and liveness probes. Everything stops, in reverse
-order, when ``stop`` is set.
+(the Deployment's readiness and liveness probes) answers 200 only while
+:class:`Health` says so: every workload kind has been listed once, and no kind
+has failed ``unhealthy_after`` list or watch attempts in a row (an API server
+that stays unreachable, or RBAC taken away). The next attempt that succeeds
+makes it 200 again. Everything stops, in reverse order, when ``stop`` is set.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -36,16 +38,56 @@ class OperatorOptions:
     listen_address: str = "0.0.0.0"
     resync_seconds: float = 300.0  # reconcile everything again this often
     kubeconfig: str = ""
+    unhealthy_after: int = 5  # consecutive failed list/watch attempts of one kind
 
 
-def health_app(ready: asyncio.Event) -> web.Application:
+class Health:
+    """Whether the operator sees the cluster: fed by every list and watch attempt."""
+
+    def __init__(
+        self, listed: asyncio.Event, kinds: Iterable[WorkloadKind], unhealthy_after: int
+    ) -> None:
+        if unhealthy_after < 1:
+            raise ValueError(f"unhealthy_after: expected at least 1, got {unhealthy_after}")
+        self._listed = listed
+        self._threshold = unhealthy_after
+        self._failures: dict[WorkloadKind, int] = dict.fromkeys(kinds, 0)
+
+    def attempt(self, kind: WorkloadKind, ok: bool) -> None:
+        """Record one list or watch attempt of ``kind``."""
+        before = self._failures.get(kind, 0)
+        after = 0 if ok else before + 1
+        self._failures[kind] = after
+        if after == self._threshold:
+            log.error(
+                "%d list/watch attempts of %s failed in a row: /healthz answers 503 until one "
+                "succeeds",
+                after,
+                kind.plural,
+            )
+        elif ok and before >= self._threshold:
+            log.info("listing and watching %s works again: /healthz answers 200", kind.plural)
+
+    def problem(self) -> str:
+        """Why the operator is not healthy, or '' when it is."""
+        if not self._listed.is_set():
+            return "deployments and statefulsets not listed yet"
+        failing = sorted(k.plural for k, n in self._failures.items() if n >= self._threshold)
+        if failing:
+            return (
+                f"the last {self._threshold} or more list/watch attempts of "
+                f"{' and '.join(failing)} failed"
+            )
+        return ""
+
+
+def health_app(health: Health) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
-        if ready.is_set():
+        problem = health.problem()
+        if not problem:
             return web.json_response({"status": "ok"})
-        return web.json_response(
-            {"status": "starting", "message": "deployments and statefulsets not listed yet"},
-            status=503,
-        )
+        status = "starting" if problem.endswith("not listed yet") else "failing"
+        return web.json_response({"status": status, "message": problem}, status=503)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -70,8 +112,9 @@ async def serve(options: OperatorOptions, client: ApiClient, stop: asyncio.Event
     """Run the operator until ``stop`` is set; raises OSError if the health port is taken."""
     cluster = Cluster(client)
     reconciler = Reconciler(cluster)
+    health = Health(reconciler.ready, WORKLOAD_KINDS, options.unhealthy_after)
     async with AsyncExitStack() as stack:
-        runner = web.AppRunner(health_app(reconciler.ready), access_log=None, shutdown_timeout=1)
+        runner = web.AppRunner(health_app(health), access_log=None, shutdown_timeout=1)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, options.listen_address, options.health_port)
@@ -79,11 +122,11 @@ async def serve(options: OperatorOptions, client: ApiClient, stop: asyncio.Event
         tasks = [asyncio.create_task(reconciler.run(), name="operator-reconciler")]
         stack.push_async_callback(_cancel_all, tasks)
         for kind in WORKLOAD_KINDS:
-            on_event, on_relist = reconciler.handlers(kind)
-            watch = cluster.watch(kind)
+            on_event, on_relist, lister = reconciler.handlers(kind, health.attempt)
+            watch = cluster.watch(kind, health.attempt)
             tasks.append(
                 asyncio.create_task(
-                    watch.run(on_event, on_relist, _lister(cluster, kind)),
+                    watch.run(on_event, on_relist, lister),
                     name=f"operator-watch-{kind.plural}",
                 )
             )
@@ -96,12 +139,3 @@ async def serve(options: OperatorOptions, client: ApiClient, stop: asyncio.Event
         )
         await stop.wait()
         log.info("operator stopping")
-
-
-def _lister(
-    cluster: Cluster, kind: WorkloadKind
-) -> Callable[[], Awaitable[tuple[list[Mapping[str, object]], str]]]:
-    async def lister() -> tuple[list[Mapping[str, object]], str]:
-        return await cluster.list_workloads(kind)
-
-    return lister

@@ -4,7 +4,8 @@ A :class:`CertificateSource` for :class:`daprlite.security.mtls.WorkloadIdentity
 chosen by ``_start_mtls`` when ``--sentry-address`` is set (the injector sets it).
 Each issue — at start-up and at every renewal — makes a new EC key and a CSR,
 reads the projected service-account token from ``DAPRLITE_SENTRY_TOKEN_FILE``
-anew (the kubelet rotates it) and posts both to ``https://<address>/v1/sign``,
+anew (the kubelet rotates it) and posts both, with the namespace, app id and
+trust domain of the identity asked for, to ``https://<address>/v1/sign``,
 verifying the sentry against the trust anchors from ``DAPR_TRUST_ANCHORS``
 with the address's host as the TLS server name. The private key never leaves
 the process; the token is never logged.
@@ -126,6 +127,9 @@ class SentrySource:
             "token": self._token(),
             "namespace": who.namespace,
             "appId": who.app_id,
+            # The trust domain is the app's choice (its Configuration, else the injector's
+            # DAPRLITE_TRUST_DOMAIN); the sentry proves only the namespace and app id.
+            "trustDomain": who.trust_domain,
         }
         reply = await self._post(body)
         return self._issued(reply, key, spiffe)
@@ -172,11 +176,7 @@ class SentrySource:
             raise SentryError(f"the sentry's certificate does not parse: {exc}") from None
         # Never install a certificate for another identity or another key.
         if uris != [spiffe]:
-            raise SentryError(
-                f"the sentry issued a certificate for {uris}, not for {spiffe}: the trust "
-                "domain must be the sentry's --trust-domain (set $DAPRLITE_TRUST_DOMAIN or the "
-                "Configuration's accessControl.trustDomain)"
-            )
+            raise SentryError(f"the sentry issued a certificate for {uris}, not for {spiffe}")
         if cert.public_key() != key.public_key():
             raise SentryError("the sentry's certificate is not for the key this sidecar sent")
         return IssuedCertificate(

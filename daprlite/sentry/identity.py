@@ -5,11 +5,13 @@ signed. The sidecar's projected service-account token (audience
 :data:`AUDIENCE`) is sent to the API server's TokenReview; an authenticated
 review names the service account and — for a token bound to a pod, which
 every projected token is — the pod. That pod is then read: it must run as that
-service account, and its ``daprlite.io/app-id`` annotation (``dapr.io/app-id``
-accepted; without either, the id the injector derives from the pod's owner)
-must be the app id asked for. A token of another namespace or a pod of
-another app gets :class:`Forbidden`; a token the API server does not accept
-gets :class:`Unauthenticated`.
+service account, ask for a sidecar (``daprlite.io/enabled`` or
+``dapr.io/enabled`` true), and its ``daprlite.io/app-id`` annotation
+(``dapr.io/app-id`` accepted; without either, the id the injector derives from
+the pod's owner) must be a valid app id (the injector's rule) and the one asked
+for. A token of another namespace or a pod of another app gets
+:class:`Forbidden`; a token the API server does not accept gets
+:class:`Unauthenticated`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from daprlite.injector.annotations import (
     InjectionError,
     annotations_of,
     default_app_id,
+    is_enabled,
+    is_valid_app_id,
 )
 from daprlite.kubernetes.client import api_error_text
 
@@ -196,7 +200,20 @@ async def verify_caller(
             f"pod {namespace}/{pod_name} runs as service account {pod_sa!r}, "
             f"the token is for {service_account!r}"
         )
+    try:
+        enabled = is_enabled(pod)
+    except InjectionError:
+        enabled = False  # annotations the injector would have refused
+    if not enabled:
+        raise Forbidden(
+            f"pod {namespace}/{pod_name} does not ask for a sidecar ({PREFIX}enabled is not true)"
+        )
     actual = pod_app_id(pod)
+    if not is_valid_app_id(actual):
+        raise Forbidden(
+            f"pod {namespace}/{pod_name} runs app id {actual[:80]!r}, which is not a valid app id "
+            f"({PREFIX}app-id: lower-case letters, digits and '-')"
+        )
     if actual != app_id:
         raise Forbidden(
             f"app id {app_id!r} was asked for, but pod {namespace}/{pod_name} runs app id "

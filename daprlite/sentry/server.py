@@ -9,6 +9,13 @@ that does not prove the namespace or app id a 403 — each an ``{errorCode,
 message}`` body from the error catalogue. The sentry serves a certificate it
 issues itself from the same CA (so sidecars verify it with the trust anchors
 they were given), renewed in place, unless ``--tls-cert-file`` supplies one.
+
+The SPIFFE ID issued is ``spiffe://<trustDomain>/ns/<namespace>/<appId>``. The
+namespace and app id must be proven (by the token and its pod); the trust domain
+is not an identity claim but the app owner's choice, as in Dapr, where it comes
+from the app's Configuration (``accessControl.trustDomain``). So a request may
+name its ``trustDomain`` (checked only for shape), and without one the sentry's
+``--trust-domain`` (default ``public``, Dapr's default) is used.
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes_asyncio.client import ApiClient
 
 from daprlite import errors
+from daprlite.injector.annotations import (
+    APP_ID_MAX,
+    TRUST_DOMAIN_MAX,
+    is_valid_app_id,
+    is_valid_trust_domain,
+)
+from daprlite.security.acl import DEFAULT_TRUST_DOMAIN
 from daprlite.security.ca import CertificateAuthority
 from daprlite.security.mtls import dns_name, spiffe_id
 from daprlite.sentry.bundle import TRUST_BUNDLE_SECRET, load_or_create_ca
@@ -50,8 +64,6 @@ SERVICE_NAME = "daprlite-sentry"
 MAX_BODY = 64 * 1024  # a CSR and a token are a few KiB
 SERVING_TTL = dt.timedelta(hours=24)
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# The rule the sidecar applies to --app-id (no dots: "app.namespace" addresses another app).
-_APP_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +73,7 @@ class SentryOptions:
     port: int = 8443
     listen_address: str = "0.0.0.0"
     namespace: str = "daprlite-system"  # where the sentry runs and its CA Secret lives
-    trust_domain: str = "cluster.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN  # for requests that do not name one
     workload_cert_ttl: dt.timedelta = dt.timedelta(hours=24)
     allowed_clock_skew: dt.timedelta = dt.timedelta(minutes=15)
     tls_cert_file: Path | None = None  # None: serve a certificate issued from the CA
@@ -79,6 +91,7 @@ class SignRequest:
     token: str
     namespace: str
     app_id: str
+    trust_domain: str = ""  # empty: the sentry's --trust-domain
 
 
 class BadSignRequest(ValueError):
@@ -119,15 +132,20 @@ def parse_sign_request(raw: bytes) -> SignRequest:
         # RecursionError: JSON nested deeper than the parser can follow.
         raise BadSignRequest(f"body: not JSON ({exc})") from None
     if not isinstance(body, dict):
-        raise BadSignRequest("body: expected a JSON object {csr, token, namespace, appId}")
+        raise BadSignRequest(
+            "body: expected a JSON object {csr, token, namespace, appId[, trustDomain]}"
+        )
     csr_pem, token = _field(body, "csr"), _field(body, "token")
     namespace, app_id = _field(body, "namespace"), _field(body, "appId")
     if not _NAMESPACE.match(namespace):
         raise BadSignRequest(f"namespace: {namespace[:80]!r} is not a namespace name")
-    if len(app_id) > 63 or not _APP_ID.match(app_id):
+    # The injector's rule: dns_name() lower-cases, so 'Orders' would share 'orders''s name.
+    if not is_valid_app_id(app_id):
         raise BadSignRequest(
-            f"appId: {app_id[:80]!r} must be letters, digits, '-' and '_' (at most 63)"
+            f"appId: {app_id[:80]!r} must be lower-case letters, digits and '-', starting and "
+            f"ending with a letter or digit (at most {APP_ID_MAX})"
         )
+    trust_domain = _trust_domain(body)
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError:
@@ -141,7 +159,21 @@ def parse_sign_request(raw: bytes) -> SignRequest:
         raise BadSignRequest(
             f"csr: the key's curve {public_key.curve.name} is not one of {', '.join(_CURVES)}"
         )
-    return SignRequest(csr, public_key, token, namespace, app_id)
+    return SignRequest(csr, public_key, token, namespace, app_id, trust_domain)
+
+
+def _trust_domain(body: Mapping[str, object]) -> str:
+    """The optional ``trustDomain`` of a sign request ('' when absent)."""
+    value = body.get("trustDomain")
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not is_valid_trust_domain(value):
+        shown = value[:80] if isinstance(value, str) else type(value).__name__
+        raise BadSignRequest(
+            f"trustDomain: {shown!r} must be lower-case letters, digits, '-' and '.', starting "
+            f"and ending with a letter or digit (at most {TRUST_DOMAIN_MAX})"
+        )
+    return value
 
 
 def _error(entry: errors.CatalogueEntry, message: str) -> web.Response:
@@ -176,7 +208,7 @@ async def sign(request: web.Request) -> web.Response:
     except APIUnavailable as exc:
         log.warning("cannot check the caller with the Kubernetes API: %s", exc)
         return _error(errors.SENTRY_UNAVAILABLE, f"cannot check the caller: {exc}")
-    identity = spiffe_id(signer.trust_domain, req.namespace, req.app_id)
+    identity = spiffe_id(req.trust_domain or signer.trust_domain, req.namespace, req.app_id)
     cert, _ = signer.ca.issue(
         identity,
         signer.ttl,

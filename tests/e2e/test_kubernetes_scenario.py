@@ -57,8 +57,11 @@ from tests.integration.sentry_process import Sentry, start_sentry
 NAMESPACE = "shop"
 CLUSTER_DOMAIN = "cluster.local"
 POD_IPS = {"orders": "127.0.0.2", "checkout": "127.0.0.3", "stranger": "127.0.0.4"}
-CHECKOUT_SPIFFE = f"spiffe://{CLUSTER_DOMAIN}/ns/{NAMESPACE}/checkout"
-ORDERS_SPIFFE = f"spiffe://{CLUSTER_DOMAIN}/ns/{NAMESPACE}/orders"
+# The injector's default trust domain is Dapr's, "public": the one an access-control policy
+# that names no trustDomain matches.
+TRUST_DOMAIN = "public"
+CHECKOUT_SPIFFE = f"spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/checkout"
+ORDERS_SPIFFE = f"spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/orders"
 
 
 def deployment_pod(app: str, annotations: Mapping[str, str]) -> dict[str, object]:
@@ -113,7 +116,7 @@ def configuration(name: str, ports: Mapping[str, int], nameserver: str) -> dict[
                 {
                     "appId": "checkout",
                     "namespace": NAMESPACE,
-                    "trustDomain": CLUSTER_DOMAIN,
+                    # No trustDomain: Dapr's default, "public", the injector's too.
                     "defaultAction": "deny",
                     "operations": [{"name": "/orders/*", "httpVerb": ["GET"], "action": "allow"}],
                 }
@@ -177,6 +180,7 @@ class Cluster:
     zone: StubZone
     http_port: int
     internal_port: int
+    public_port: int
     pods: dict[str, Pod] = field(default_factory=dict)
 
     def invoke(self, source: str, verb: str, method: str) -> Reply:
@@ -199,13 +203,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("k8s-scenario")
     ca = create_ca("shop cluster CA")
     injector = InjectorConfig(sidecar_image="daprlite:test", trust_anchors=ca.cert_pem.decode())
-    http_port, grpc_port, internal_port, proxy_port = same_free_ports(4, list(POD_IPS.values()))
+    http_port, grpc_port, internal_port, proxy_port, public_port = same_free_ports(
+        5, list(POD_IPS.values())
+    )
     # Every pod's sidecar has the same ports, as in a cluster; the resolver knows them.
     ports = {
         "--dapr-http-port": http_port,
         "--dapr-grpc-port": grpc_port,
         "--dapr-internal-grpc-port": internal_port,
         "--internal-proxy-port": proxy_port,
+        "--dapr-public-port": public_port,
     }
     with ExitStack() as stack:
         api = stack.enter_context(k8sapi.running())
@@ -224,7 +231,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             HTTP_APP, env={**outside_env(), "APP_PORT": str(app_port)}, stdin=subprocess.DEVNULL
         )
         stack.callback(_stop_process, app)
-        world = Cluster(ca, sentry, zone, http_port, internal_port)
+        world = Cluster(ca, sentry, zone, http_port, internal_port, public_port)
         annotations = {
             "orders": {"daprlite.io/app-port": "8080", "daprlite.io/config": "orders-config"},
             "checkout": {"daprlite.io/config": "checkout-config"},
@@ -248,10 +255,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             swaps: dict[str, int | str] = {
                 **ports,
                 "--app-port": app_port,
-                "--dapr-listen-addresses": ip,
                 "--sentry-address": sentry.address,
             }
-            args = localize_args(sidecar["args"], swaps)
+            # The pod's loopback and its IP are one address here: both listen flags get it.
+            args = localize_args(sidecar["args"], swaps, pod_ip=ip)
             if name == "stranger":
                 args = without_mtls(args)
             field_values = {
@@ -300,12 +307,28 @@ def test_sidecars_run_the_patch_args_with_only_kubelet_values_swapped(cluster: C
             "--dapr-grpc-port",
             "--dapr-internal-grpc-port",
             "--internal-proxy-port",
+            "--dapr-public-port",
             "--dapr-listen-addresses",
+            "--internal-listen-addresses",
             "--sentry-address",
         }
-        assert "--dapr-listen-addresses" in changed and pod.ip in pod.args
-        assert pod.patch_args[pod.patch_args.index("--dapr-listen-addresses") + 1] == "0.0.0.0"
+        assert {"--dapr-listen-addresses", "--internal-listen-addresses"} <= changed
+        assert pod.ip in pod.args
+        # In the cluster: the APIs on the pod's loopback, what other pods reach on its IP.
+        patch = dict(zip(pod.patch_args[:-1], pod.patch_args[1:], strict=True))
+        assert patch["--dapr-listen-addresses"] == "127.0.0.1"
+        assert patch["--internal-listen-addresses"] == "0.0.0.0"
+        assert patch["--dapr-public-port"] == "3501"
         assert "--enable-mtls" in pod.args
+
+
+def test_the_kubelet_probes_reach_every_sidecar_on_its_public_port(cluster: Cluster) -> None:
+    for pod in cluster.pods.values():
+        base = pod.url(cluster.public_port)
+        assert call("GET", f"{base}/v1.0/healthz").status == 204
+        assert call("GET", f"{base}/v1.0/healthz/outbound").status == 204
+        # Health only: invoking through the public port gets nothing.
+        assert call("GET", f"{base}/v1.0/invoke/orders/method/orders/1").status == 404
 
 
 def test_checkout_reaches_orders_by_kubernetes_dns_over_mtls(cluster: Cluster) -> None:

@@ -1,12 +1,12 @@
 """Playing the kubelet for tests that start sidecars from the injector's patch.
 
 No cluster runs here, so these helpers do what the kubelet would: swap the
-pod's fixed ports (every pod has its own network namespace; this machine
-does not) and the sentry's in-cluster address for local ones, resolve the
-``fieldRef`` env vars, mount the projected token at a temporary path, and run
-the container's args as a real ``daprlite`` process. They also hand the
-sentry the CA the injector was configured to trust, through the stand-in API
-server (``tests/k8sapi.py``).
+pod's fixed ports and listen addresses (every pod has its own network
+namespace; this machine does not) and the sentry's in-cluster address for
+local ones, resolve the ``fieldRef`` env vars, mount the projected token at a
+temporary path, and run the container's args as a real ``daprlite`` process.
+They also hand the sentry the CA the injector was configured to trust, through
+the stand-in API server (``tests/k8sapi.py``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,32 @@ from cryptography.hazmat.primitives import serialization
 
 from daprlite.injector.patch import TOKEN_DIR
 from daprlite.security.ca import CertificateAuthority
+from tests.integration.harness import free_port
 from tests.integration.sentry_process import SYSTEM_NAMESPACE
 from tests.k8sapi import K8sAPI
 
 TOKEN_FILE = f"{TOKEN_DIR}/token"
 
 
-def localize_args(args: list[str], values: Mapping[str, int | str]) -> list[str]:
-    """The patch's args with the value of every flag in ``values`` replaced, nothing else."""
+# The flags whose addresses are the pod's: its loopback (the public APIs, for the app) and
+# its IP (the internal ports and the health-only public port, for other pods and the kubelet).
+LISTEN_FLAGS = ("--dapr-listen-addresses", "--internal-listen-addresses")
+
+
+def localize_args(
+    args: list[str], values: Mapping[str, int | str], pod_ip: str = "127.0.0.1"
+) -> list[str]:
+    """The patch's args with the value of every flag in ``values`` replaced, nothing else.
+
+    Pods have a network namespace each; here they share the host's. So, unless ``values``
+    says otherwise, both listen-address flags become ``pod_ip`` (a loopback address that
+    stands for the pod: its loopback and its IP at once), and ``--dapr-public-port`` a
+    free port.
+    """
+    defaults: dict[str, int | str] = {flag: pod_ip for flag in LISTEN_FLAGS}
+    if "--dapr-public-port" in args and "--dapr-public-port" not in values:
+        defaults["--dapr-public-port"] = free_port()
+    values = {**defaults, **values}
     out: list[str] = []
     i = 0
     while i < len(args):

@@ -91,6 +91,11 @@ class Started:
     http_port: int
     output: list[str]
     sentry: Sentry
+    container: dict[str, object]  # the patched sidecar container
+
+    @property
+    def public_port(self) -> int:
+        return int(self.args[self.args.index("--dapr-public-port") + 1])
 
     @property
     def http(self) -> str:
@@ -158,7 +163,9 @@ def injected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
             **resolve_env(sidecar["env"], FIELD_VALUES, token_file),
         }
         container = start_daprlite(args, env)
-        started = Started(container.proc, args, sidecar["args"], http_port, container.lines, sentry)
+        started = Started(
+            container.proc, args, sidecar["args"], http_port, container.lines, sentry, sidecar
+        )
         try:
             yield started
         finally:
@@ -181,7 +188,8 @@ def _status(url: str) -> int:
 def test_sidecar_started_from_the_patch_gets_its_certificate_from_the_sentry(
     injected: Started,
 ) -> None:
-    # Every flag of the patch is passed (only ports and the sentry's address are swapped).
+    # Every flag of the patch is passed (only ports, listen addresses and the sentry's
+    # address are swapped).
     assert len(injected.args) == len(injected.patch_args)
     assert injected.patch_args[injected.patch_args.index("--sentry-address") + 1] == (
         "daprlite-sentry.daprlite-system.svc:443"
@@ -194,7 +202,9 @@ def test_sidecar_started_from_the_patch_gets_its_certificate_from_the_sentry(
 
     wait_for(identified, 30, "the sidecar to get its workload certificate")
     assert any(
-        "this sidecar is spiffe://cluster.local/ns/shop/orders" in line for line in injected.output
+        # The injector's default trust domain: Dapr's "public".
+        "this sidecar is spiffe://public/ns/shop/orders" in line
+        for line in injected.output
     )
     assert f"to pod {NAMESPACE}/{POD_NAME}" in injected.sentry.output
     assert "CA loaded" in injected.sentry.output  # the supplied CA, not a new one
@@ -215,3 +225,24 @@ def test_sidecar_started_from_the_patch_serves_healthz(injected: Started) -> Non
     names = {c["name"]: c["type"] for c in meta["components"]}
     assert names.get("orders-state") == "state.in-memory"
     assert "elsewhere" not in names
+
+
+def test_the_probes_of_the_patch_answer_on_the_health_only_public_port(injected: Started) -> None:
+    probes = {
+        kind: injected.container[kind]["httpGet"]
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe")
+    }
+    assert {probe["port"] for probe in probes.values()} == {3501}
+    assert injected.patch_args[injected.patch_args.index("--dapr-public-port") + 1] == "3501"
+    base = f"http://127.0.0.1:{injected.public_port}"
+    for kind, probe in probes.items():
+
+        def answers(path: str = probe["path"]) -> bool:
+            if injected.proc.poll() is not None:
+                raise AssertionError("sidecar exited:\n" + "\n".join(injected.output))
+            return _status(f"{base}{path}") == 204
+
+        wait_for(answers, 30, f"the {kind} ({probe['path']}) on the public port")
+    # Health only: the APIs are not served there.
+    assert _status(f"{base}/v1.0/metadata") == 404
+    assert _status(f"{base}/v1.0/state/orders-state/k") == 404

@@ -9,7 +9,9 @@ module shares one operator.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,8 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from daprlite.kubernetes.client import api_client
+from daprlite.operator import DEPLOYMENT, OperatorOptions, serve
+from daprlite.operator.cluster import Cluster
 from tests.integration.harness import free_port, wait_for
 from tests.k8sapi import K8sAPI, running
 
@@ -192,6 +198,11 @@ def api() -> Iterator[K8sAPI]:
         server.put(service(STALE_NS, "ghost-daprlite", {**MANAGED}, ghost_owner))
         server.put(service(STALE_NS, "orphan-daprlite", {**MANAGED}))
         server.put(service(STALE_NS, "mine-daprlite", {"app": "mine"}, ghost_owner))
+        # A workload whose annotation was removed while no operator ran: only the start-up
+        # sweep can tell the operator that it still owns a Service.
+        retired = server.put(deployment(STALE_NS, "retired", None))
+        retired_owner = {**ghost_owner, "name": "retired", "uid": uid_of(retired)}
+        server.put(service(STALE_NS, "retired-daprlite", {**MANAGED}, retired_owner))
         yield server
 
 
@@ -229,9 +240,8 @@ def test_annotated_deployment_gets_a_headless_service_with_sidecar_ports_and_own
     assert spec["clusterIP"] == "None"
     assert spec["selector"] == {"app": "orders"}
     assert spec["publishNotReadyAddresses"] is False
+    # Only the sidecar-to-sidecar ports: the app-facing API stays inside the pod.
     assert [(p["name"], p["port"], p["targetPort"], p["protocol"]) for p in spec["ports"]] == [
-        ("dapr-http", 3500, 3500, "TCP"),
-        ("dapr-grpc", 50001, 50001, "TCP"),
         ("dapr-internal", 50002, 50002, "TCP"),
         ("dapr-proxy", 50003, 50003, "TCP"),
     ]
@@ -315,6 +325,8 @@ def test_stale_managed_services_without_a_workload_are_removed_at_start(
 ) -> None:
     wait_gone(api, STALE_NS, "ghost-daprlite")
     wait_gone(api, STALE_NS, "orphan-daprlite")
+    wait_gone(api, STALE_NS, "retired-daprlite")
+    assert "Deployment leftovers/retired: it no longer asks for a sidecar" in operator.output
     # Not labelled as the operator's: kept, even though its owner is gone.
     assert api.get("services", STALE_NS, "mine-daprlite") is not None
     assert "Deployment leftovers/ghost no longer exists" in operator.output
@@ -366,7 +378,7 @@ def test_dropped_and_expired_watches_are_survived(api: K8sAPI, operator: Operato
     api.refuse_watches(False)
     wait_service(api, "outage", "during-daprlite")
     wait_gone(api, "outage", "before-daprlite")
-    assert operator.healthz() == 200
+    wait_for(lambda: operator.healthz() == 200, WAIT, "/healthz to answer 200 again")
 
 
 def test_healthz_is_503_until_the_first_list_succeeds(api: K8sAPI, tmp_path: Path) -> None:
@@ -413,3 +425,106 @@ def owner_uid(api: K8sAPI, namespace: str, name: str) -> str:
     meta = svc.get("metadata")
     refs = meta.get("ownerReferences") if isinstance(meta, dict) else None
     return str(refs[0]["uid"]) if isinstance(refs, list) and refs else ""
+
+
+def test_updates_of_workloads_without_a_sidecar_cost_no_api_calls(
+    api: K8sAPI, operator: Operator
+) -> None:
+    ns = "quiet"
+    names = [f"plain-{i}" for i in range(3)]
+    mark = len(api.requests)
+    for generation in range(4):  # created, then three status updates each
+        for name in names:
+            obj = deployment(ns, name, None)
+            obj["status"] = {"observedGeneration": generation, "readyReplicas": generation}
+            api.put(obj)
+    # The worker takes keys in order: once this one's Service exists, the rest were handled.
+    api.put(deployment(ns, "barrier", enabled()))
+    wait_service(api, ns, "barrier-daprlite")
+    calls = [r for r in api.requests[mark:] if f"/namespaces/{ns}/" in r]
+    assert calls == [
+        f"GET /api/v1/namespaces/{ns}/services/barrier-daprlite",
+        f"POST /api/v1/namespaces/{ns}/services",
+    ]
+    # Nor did they make the operator list Services anywhere.
+    assert not [r for r in api.requests[mark:] if r.startswith("GET /api/v1/services")]
+    # The start-up lists were paged.
+    first_lists = [r for r in api.requests if r.startswith("GET /apis/apps/v1/deployments?")]
+    assert "limit=500" in first_lists[0]
+
+
+def test_workloads_are_listed_in_pages_and_only_their_state_is_kept(tmp_path: Path) -> None:
+    async def listed(kubeconfig: Path) -> tuple[list[object], str]:
+        client = await api_client(str(kubeconfig))
+        try:
+            states, version = await Cluster(client, page_size=2).list_workloads(DEPLOYMENT)
+            return list(states), version
+        finally:
+            await client.close()
+
+    with running() as fresh:
+        for i in range(5):
+            fresh.put(deployment("paged", f"w{i}", enabled() if i % 2 else None))
+        first_version = str(fresh.resource_version)
+        mark = len(fresh.requests)
+        states, version = asyncio.run(listed(fresh.write_kubeconfig(tmp_path / "kubeconfig")))
+        pages = fresh.requests[mark:]
+    assert version == first_version
+    assert [s.key.name for s in states] == [f"w{i}" for i in range(5)]  # type: ignore[attr-defined]
+    assert [s.desired is not None for s in states] == [  # type: ignore[attr-defined]
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert len(pages) == math.ceil(5 / 2)
+    assert all(p.startswith("GET /apis/apps/v1/deployments?") and "limit=2" in p for p in pages)
+    assert "continue=" not in pages[0]
+    assert all("continue=" in p for p in pages[1:])
+
+
+async def _health_of(session: aiohttp.ClientSession, port: int) -> tuple[int, dict[str, object]]:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            return resp.status, await resp.json()
+    except aiohttp.ClientError:
+        return 0, {}
+
+
+async def _until_health(
+    session: aiohttp.ClientSession, port: int, status: int, what: str
+) -> dict[str, object]:
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while True:
+        code, body = await _health_of(session, port)
+        if code == status:
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {code} {body})")
+        await asyncio.sleep(0.05)
+
+
+async def test_healthz_turns_503_while_watches_keep_failing_and_200_once_they_work(
+    tmp_path: Path,
+) -> None:
+    with running() as fresh:
+        fresh.put(deployment("health", "app", enabled()))
+        client = await api_client(str(fresh.write_kubeconfig(tmp_path / "kubeconfig")))
+        port, stop = free_port(), asyncio.Event()
+        options = OperatorOptions(health_port=port, listen_address="127.0.0.1", unhealthy_after=2)
+        task = asyncio.create_task(serve(options, client, stop))
+        try:
+            async with aiohttp.ClientSession() as session:
+                await _until_health(session, port, 200, "the first list")
+                fresh.refuse_watches()  # an API server restart that does not end quickly
+                body = await _until_health(session, port, 503, "/healthz to fail")
+                assert body["status"] == "failing"
+                assert "deployments and statefulsets failed" in str(body["message"])
+                fresh.refuse_watches(False)
+                body = await _until_health(session, port, 200, "/healthz to recover")
+                assert body == {"status": "ok"}
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            await client.close()

@@ -43,14 +43,14 @@ TOKENS = {"orders": "orders-projected-token", "checkout": "checkout-projected-to
 WORKLOAD_TTL_SECONDS = 6
 
 
-def pod(name: str, app_id: str, service_account: str) -> dict[str, object]:
+def pod(name: str, app_id: str, service_account: str, enabled: str = "true") -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
             "namespace": NAMESPACE,
-            "annotations": {"daprlite.io/enabled": "true", "daprlite.io/app-id": app_id},
+            "annotations": {"daprlite.io/enabled": enabled, "daprlite.io/app-id": app_id},
         },
         "spec": {
             "serviceAccountName": service_account,
@@ -77,6 +77,36 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         api.add_service_account_token(TOKENS["checkout"], NAMESPACE, "checkout", "checkout-xyz")
         api.add_service_account_token(
             "token-for-another-audience", NAMESPACE, "orders", "orders-abc", audiences=("api",)
+        )
+        # An authenticator that ignores spec.audiences and reports the token's own.
+        api.add_service_account_token(
+            "token-reported-for-another-audience",
+            NAMESPACE,
+            "orders",
+            "orders-abc",
+            reported_audiences=("https://kubernetes.default.svc",),
+        )
+        # The pod's spec says service account "orders"; this token is for "intruder".
+        api.add_service_account_token(
+            "token-of-another-account", NAMESPACE, "intruder", "orders-abc"
+        )
+        # A long-lived Secret token: authenticated, but bound to no pod.
+        api.add_service_account_token("token-of-no-pod", NAMESPACE, "orders", "")
+        # A token of a pod that was deleted and re-created under its name (a new uid).
+        api.put(pod("orders-replaced", "orders", "orders"))
+        api.add_service_account_token(
+            "token-of-a-replaced-pod", NAMESPACE, "orders", "orders-replaced"
+        )
+        api.delete("pods", NAMESPACE, "orders-replaced")
+        api.put(pod("orders-replaced", "orders", "orders"))
+        # Pods that did not ask for a sidecar, or carry an app id the injector refuses.
+        api.put(pod("orders-disabled", "orders", "orders", enabled="false"))
+        api.add_service_account_token(
+            "token-of-a-disabled-pod", NAMESPACE, "orders", "orders-disabled"
+        )
+        api.put(pod("orders-upper", "Orders", "orders"))
+        api.add_service_account_token(
+            "token-of-an-upper-case-pod", NAMESPACE, "orders", "orders-upper"
         )
         kubeconfig = api.write_kubeconfig(tmp / "kubeconfig", namespace=SYSTEM_NAMESPACE)
         sentry = start_sentry(tmp, kubeconfig, "first", WORKLOAD_TTL_SECONDS)
@@ -165,8 +195,9 @@ def test_sign_issues_a_spiffe_certificate_with_the_dns_name(cluster: Cluster) ->
     assert status == 200, body
     cert = x509.load_pem_x509_certificate(str(body["certificate"]).encode())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    # No trustDomain in the request: the sentry's default, Dapr's "public".
     assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
-        "spiffe://cluster.local/ns/shop/orders"
+        "spiffe://public/ns/shop/orders"
     ]
     assert sans.get_values_for_type(x509.DNSName) == ["orders.shop.daprlite"]
     assert cert.public_key() == key.public_key()
@@ -178,14 +209,51 @@ def test_sign_issues_a_spiffe_certificate_with_the_dns_name(cluster: Cluster) ->
     assert body["expiresAt"] == cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def test_sign_uses_the_trust_domain_the_request_names(cluster: Cluster) -> None:
+    status, body = _sign(cluster, _request(trustDomain="shop.example"))
+    assert status == 200, body
+    cert = x509.load_pem_x509_certificate(str(body["certificate"]).encode())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://shop.example/ns/shop/orders"
+    ]
+    assert sans.get_values_for_type(x509.DNSName) == ["orders.shop.daprlite"]
+
+
 @pytest.mark.parametrize(
     ("request_body", "why"),
     [
         (_request(app_id="checkout"), "app id 'checkout' was asked for"),
         (_request(namespace="payments"), "namespace 'payments' was asked for"),
+        (
+            _request(token="token-of-another-account"),
+            "runs as service account 'orders', the token is for 'intruder'",
+        ),
+        (_request(token="token-of-no-pod"), "the token is not bound to a pod"),
+        (
+            _request(token="token-of-a-replaced-pod"),
+            "the token's pod shop/orders-replaced has been replaced",
+        ),
+        (
+            _request(token="token-of-a-disabled-pod"),
+            "pod shop/orders-disabled does not ask for a sidecar",
+        ),
+        (
+            _request(token="token-of-an-upper-case-pod"),
+            "runs app id 'Orders', which is not a valid app id",
+        ),
+    ],
+    ids=[
+        "other-app",
+        "other-namespace",
+        "service-account-mismatch",
+        "not-bound-to-a-pod",
+        "pod-replaced",
+        "pod-not-enabled",
+        "pod-app-id-invalid",
     ],
 )
-def test_a_token_for_another_app_or_namespace_gets_403(
+def test_a_token_that_does_not_prove_the_pod_and_app_gets_403(
     cluster: Cluster, request_body: dict[str, str], why: str
 ) -> None:
     status, body = _sign(cluster, request_body)
@@ -194,11 +262,19 @@ def test_a_token_for_another_app_or_namespace_gets_403(
     assert why in str(body["message"])
 
 
-@pytest.mark.parametrize("token", ["unknown-to-the-api-server", "token-for-another-audience"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "unknown-to-the-api-server",
+        "token-for-another-audience",
+        "token-reported-for-another-audience",
+    ],
+)
 def test_an_unauthenticated_token_gets_401(cluster: Cluster, token: str) -> None:
     status, body = _sign(cluster, _request(token=token))
     assert status == 401
     assert body["errorCode"] == "ERR_SENTRY_UNAUTHENTICATED"
+    assert "'daprlite-sentry'" in str(body["message"])
     assert token not in json.dumps(body)
     assert token not in cluster.sentry.output
 
@@ -220,6 +296,15 @@ def test_an_unauthenticated_token_gets_401(cluster: Cluster, token: str) -> None
         (json.dumps({k: v for k, v in _request().items() if k != "token"}).encode(), "token"),
         (json.dumps({**_request(), "appId": 7}).encode(), "appId"),
         (json.dumps({**_request(), "appId": "orders.shop"}).encode(), "appId"),
+        # dns_name() lower-cases: 'Orders' would share the DNS name of 'orders'.
+        (json.dumps({**_request(), "appId": "Orders"}).encode(), "appId"),
+        (json.dumps({**_request(), "appId": "orders_svc"}).encode(), "appId"),
+        (json.dumps({**_request(), "appId": "a" * 55}).encode(), "appId"),
+        (json.dumps({**_request(), "trustDomain": "Example.ORG"}).encode(), "trustDomain"),
+        (json.dumps({**_request(), "trustDomain": "a/b"}).encode(), "trustDomain"),
+        (json.dumps({**_request(), "trustDomain": ""}).encode(), "trustDomain"),
+        (json.dumps({**_request(), "trustDomain": 7}).encode(), "trustDomain"),
+        (json.dumps({**_request(), "trustDomain": "a" * 256}).encode(), "trustDomain"),
         (json.dumps({**_request(), "namespace": "Shop/../x"}).encode(), "namespace"),
         (
             json.dumps({**_request(), "csr": _csr(rsa.generate_private_key(65537, 2048))}).encode(),
@@ -234,6 +319,19 @@ def test_malformed_sign_requests_get_400_naming_the_field(
     assert status == 400, body
     assert body["errorCode"] == "ERR_MALFORMED_REQUEST"
     assert str(body["message"]).startswith(f"{field_named}:")
+
+
+def test_a_malformed_trust_domain_flag_stops_the_sentry_naming_it() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "daprlite", "sentry", "--trust-domain", "Cluster.Local"],
+        env={k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "DAPR"))},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 2
+    assert "--trust-domain: expected lower-case letters" in run.stderr
+    assert "'Cluster.Local'" in run.stderr
 
 
 def test_healthz_and_trust_bundle(cluster: Cluster) -> None:
@@ -258,13 +356,17 @@ class Sidecars:
         raise AssertionError(f"no run-folder record for {app_id}")
 
 
+# Not the sentry's default ("public"): the sidecars get it only because they ask for it.
+TRUST_DOMAIN = "shop.example"
+
+
 def sidecar_env(cluster: Cluster, app_id: str) -> dict[str, str]:
     token_file = cluster.tmp / "tokens" / app_id / "token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token_file.write_text(TOKENS[app_id])
     return {
         "NAMESPACE": NAMESPACE,
-        "DAPRLITE_TRUST_DOMAIN": "cluster.local",  # as the injector sets it
+        "DAPRLITE_TRUST_DOMAIN": TRUST_DOMAIN,  # as the injector's --trust-domain sets it
         "DAPR_TRUST_ANCHORS": cluster.sentry.bundle_file.read_text(),
         "DAPRLITE_SENTRY_TOKEN_FILE": str(token_file),
     }
@@ -303,8 +405,8 @@ def sidecars(cluster: Cluster) -> Iterator[Sidecars]:
 
 
 def test_sidecars_invoke_each_other_over_mtls_with_sentry_certificates(sidecars: Sidecars) -> None:
-    assert "this sidecar is spiffe://cluster.local/ns/shop/checkout" in sidecars.callee.output
-    assert "this sidecar is spiffe://cluster.local/ns/shop/orders" in sidecars.caller.output
+    assert "this sidecar is spiffe://shop.example/ns/shop/checkout" in sidecars.callee.output
+    assert "this sidecar is spiffe://shop.example/ns/shop/orders" in sidecars.caller.output
     reply = call("POST", f"{sidecars.caller.http}/v1.0/invoke/checkout/method/pay", data=b"{}")
     assert reply.status == 200, reply.body
     echoed = reply.json()
@@ -349,7 +451,7 @@ def _dial_internal(sidecars: Sidecars, cluster: Cluster, cert_pem: bytes, key_pe
 
 def test_a_certificate_from_another_ca_is_refused(sidecars: Sidecars, cluster: Cluster) -> None:
     forged = create_ca("not the sentry").issue_pem(
-        "spiffe://cluster.local/ns/shop/orders", dt.timedelta(minutes=5)
+        "spiffe://public/ns/shop/orders", dt.timedelta(minutes=5)
     )
     assert _dial_internal(sidecars, cluster, forged.cert_pem, forged.key_pem).startswith("refused")
     # The same request with a certificate the sentry issued gets through the handshake.

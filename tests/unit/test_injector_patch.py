@@ -8,7 +8,9 @@ sidecars in the schema we support (1.29) and the newest the package ships.
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
@@ -19,6 +21,7 @@ import pytest
 from daprlite.injector import InjectionError, InjectorConfig, build_patch, read_spec
 from daprlite.injector.annotations import default_app_id, quantity_value
 from daprlite.injector.patch import escape_pointer
+from daprlite.injector.server import AdmissionRequest, admit
 
 K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 CONFIG = InjectorConfig(
@@ -35,7 +38,11 @@ BASE_ARGS = [
     "50002",
     "--internal-proxy-port",
     "50003",
+    "--dapr-public-port",
+    "3501",
     "--dapr-listen-addresses",
+    "127.0.0.1",
+    "--internal-listen-addresses",
     "0.0.0.0",
 ]
 MTLS_ARGS = ["--enable-mtls", "--sentry-address", "daprlite-sentry.daprlite-system.svc:443"]
@@ -236,6 +243,21 @@ ARG_CASES = [
         ["--app-id", "new", "--app-port", "2222", *BASE_ARGS],
         id="daprlite.io-wins",
     ),
+    pytest.param(
+        {
+            "dapr.io/enabled": "true",
+            "dapr.io/app-id": "open",
+            "dapr.io/sidecar-listen-addresses": " 0.0.0.0, ::1 ,",
+        },
+        [
+            "--app-id",
+            "open",
+            *BASE_ARGS[:11],
+            "0.0.0.0,::1",
+            *BASE_ARGS[12:],
+        ],
+        id="sidecar-listen-addresses",
+    ),
 ]
 
 
@@ -252,16 +274,17 @@ def test_sidecar_is_a_native_sidecar_with_probes_security_and_identity() -> None
     sidecar = sidecar_of(result)
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["image"] == "registry.example/daprlite:1.2.3"
+    # The API ports (3500, 50001) are for the app on localhost: not container ports.
     assert sidecar["ports"] == [
-        {"name": "dapr-http", "containerPort": 3500, "protocol": "TCP"},
-        {"name": "dapr-grpc", "containerPort": 50001, "protocol": "TCP"},
+        {"name": "dapr-public", "containerPort": 3501, "protocol": "TCP"},
         {"name": "dapr-internal", "containerPort": 50002, "protocol": "TCP"},
         {"name": "dapr-proxy", "containerPort": 50003, "protocol": "TCP"},
     ]
-    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/v1.0/healthz", "port": 3500}
+    # Every probe goes to the health-only public port, the one that listens on the pod's IP.
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/v1.0/healthz", "port": 3501}
     # The startup probe gates the app's start, so it must not wait for the app itself.
-    assert sidecar["startupProbe"]["httpGet"] == {"path": "/v1.0/healthz/outbound", "port": 3500}
-    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/v1.0/healthz/outbound"
+    assert sidecar["startupProbe"]["httpGet"] == {"path": "/v1.0/healthz/outbound", "port": 3501}
+    assert sidecar["livenessProbe"]["httpGet"] == {"path": "/v1.0/healthz/outbound", "port": 3501}
     assert (
         sidecar["livenessProbe"]["failureThreshold"] > sidecar["readinessProbe"]["failureThreshold"]
     )
@@ -513,6 +536,9 @@ BAD = [
     ("env", "1BAD=x"),
     ("env", "A=1,A=2"),
     ("env", "NAMESPACE=other"),
+    ("sidecar-listen-addresses", "localhost"),
+    ("sidecar-listen-addresses", "0.0.0.0,10.0.0.300"),
+    ("sidecar-listen-addresses", " , "),
     ("graceful-shutdown-seconds", "-5"),
     ("graceful-shutdown-seconds", "5s"),
 ]
@@ -525,8 +551,38 @@ def test_malformed_annotation_is_refused_naming_it(prefix: str, name: str, value
     with pytest.raises(InjectionError) as err:
         build_patch(pod(annotations), CONFIG)
     assert err.value.field == prefix + name
-    assert err.value.value == value
     assert prefix + name in str(err.value)
+    if name == "env":
+        # Never echoed: the other pairs of the annotation are often tokens.
+        assert err.value.value is None
+        assert value not in str(err.value)
+    else:
+        assert err.value.value == value
+
+
+def test_a_bad_env_item_names_its_position_or_variable_but_no_value() -> None:
+    secret, other = "tok-9f8e7d6c5b4a", "pa55w0rd-xyz"
+    cases = {
+        f"TOKEN={secret},PASSWORD={other},BROKEN": "item 3 has no '='",
+        # A value with a comma in it: the piece after the comma is no pair, and no name.
+        f"TOKEN={secret},{other}": "item 2 has no '='",
+        f"TOKEN={secret},bad name={other}": "item 2: expected a variable name",
+        f"TOKEN={secret},DAPR_TRUST_ANCHORS={other}": "DAPR_TRUST_ANCHORS is set by the injector",
+        f"TOKEN={secret},TOKEN={other}": "TOKEN is repeated",
+    }
+    for value, expected in cases.items():
+        annotations = {"daprlite.io/enabled": "true", "daprlite.io/app-id": "a"}
+        annotations["daprlite.io/env"] = value
+        with pytest.raises(InjectionError) as err:
+            build_patch(pod(annotations), CONFIG)
+        message = str(err.value)
+        assert message.startswith("daprlite.io/env: "), message
+        assert expected in message, message
+        assert secret not in message and other not in message, message
+        # What the webhook answers (and logs) is that same message.
+        response = admit(_review(pod(annotations)), CONFIG)
+        assert response["allowed"] is False
+        assert secret not in json.dumps(response) and other not in json.dumps(response)
 
 
 def test_native_sidecar_annotation_must_be_boolean() -> None:
@@ -550,6 +606,85 @@ def test_request_above_limit_names_the_request_annotation() -> None:
         build_patch(pod(annotations), CONFIG)
     assert err.value.field == "daprlite.io/sidecar-memory-request"
     assert "dapr.io/sidecar-memory-limit" in str(err.value)
+
+
+def _review(source: Mapping[str, object]) -> AdmissionRequest:
+    return AdmissionRequest("uid-1", "Pod", "CREATE", "shop", "", source)
+
+
+MALFORMED_NAMES = [
+    pytest.param({"containers": [{"name": ["x"], "image": "i"}]}, id="container-name-list"),
+    pytest.param(
+        {"initContainers": [{"name": {"a": 1}, "image": "i"}]}, id="init-container-name-map"
+    ),
+    pytest.param(
+        {"containers": [{"name": "app", "image": "i", "env": [{"name": {}}]}]},
+        id="env-name-map",
+    ),
+    pytest.param(
+        {"containers": [{"name": "app", "image": "i", "env": [{"name": ["APP_ID"]}, 7]}]},
+        id="env-name-list",
+    ),
+    pytest.param({"volumes": [{"name": [1], "emptyDir": {}}]}, id="volume-name-list"),
+    pytest.param({"volumes": [{"name": None}, "x"]}, id="volume-not-an-object"),
+]
+
+
+@pytest.mark.parametrize("spec", MALFORMED_NAMES)
+def test_names_that_are_not_strings_are_ignored_not_a_server_error(
+    spec: dict[str, object],
+) -> None:
+    source = pod({"daprlite.io/enabled": "true", "daprlite.io/app-id": "a"}, **spec)
+    # Only string names count: a malformed one is neither the sidecar, nor a taken env or
+    # volume name. (The API server then refuses the pod for it, naming the field.)
+    response = admit(_review(source), CONFIG)
+    assert response["allowed"] is True
+    ops = json.loads(base64.b64decode(str(response["patch"])))
+    result = jsonpatch.apply_patch(source, ops)
+    assert any(c["name"] == "daprlite" for c in spec_of(result)["initContainers"])
+    names = [v["name"] for v in spec_of(result)["volumes"] if isinstance(v, dict)]
+    assert names[-2:] == ["daprlite-identity-token", "daprlite-tmp"]
+    app_env = env_map_loose(spec_of(result)["containers"][0])
+    assert app_env["APP_ID"] == "a"
+
+
+def env_map_loose(container: Mapping[str, object]) -> dict[str, object]:
+    env = container.get("env") or []
+    assert isinstance(env, list)
+    return {
+        e["name"]: e.get("value")
+        for e in env
+        if isinstance(e, dict) and isinstance(e.get("name"), str)
+    }
+
+
+def test_a_non_string_annotation_is_refused_by_key_without_the_other_values() -> None:
+    source = pod({"daprlite.io/enabled": "true", "daprlite.io/env": "TOKEN=tok-77aa88bb"})
+    source["metadata"]["annotations"]["daprlite.io/app-port"] = 8080
+    response = admit(_review(source), CONFIG)
+    assert response["allowed"] is False
+    message = str(response["status"]["message"])
+    assert message == "metadata.annotations['daprlite.io/app-port']: expected a string value"
+    assert "tok-77aa88bb" not in json.dumps(response)
+
+
+def test_an_env_that_is_a_string_is_refused_naming_it() -> None:
+    source = pod(
+        {"daprlite.io/enabled": "true", "daprlite.io/app-id": "a"},
+        containers=[{"name": "app", "image": "i", "env": "A=1"}],
+    )
+    response = admit(_review(source), CONFIG)
+    assert response["allowed"] is False
+    assert str(response["status"]["message"]).startswith("spec.containers[0].env: expected a list")
+
+
+def test_the_default_trust_domain_is_dapr_s_public_and_a_bad_one_is_refused() -> None:
+    assert InjectorConfig().trust_domain == "public"
+    sidecar = sidecar_of(patched(pod({"daprlite.io/enabled": "true"}), InjectorConfig()))
+    assert env_map(sidecar)["DAPRLITE_TRUST_DOMAIN"] == "public"
+    for bad in ("", "Cluster.Local", "-x", "a/b", "a" * 256):
+        with pytest.raises(ValueError, match="trust_domain"):
+            InjectorConfig(trust_domain=bad)
 
 
 def test_a_volume_with_a_reserved_name_is_refused() -> None:

@@ -8,13 +8,16 @@ state stores, which need no server).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from daprlite.components.errors import ComponentError
 from daprlite.components.registry import Registry
@@ -23,7 +26,13 @@ from daprlite.components.state.sqlite import SQLiteStateStore
 from daprlite.config.resources import Resources
 from daprlite.kubernetes.client import api_client
 from daprlite.kubernetes.resources import COMPONENTS, ClusterResources
-from daprlite.kubernetes.watch import ComponentReloader, ObjectWatch, WatchEvent, watch_components
+from daprlite.kubernetes.watch import (
+    ComponentReloader,
+    ObjectWatch,
+    ResumableWatch,
+    WatchEvent,
+    watch_components,
+)
 from daprlite.runtime.processor import ComponentProcessor
 from daprlite.runtime.registry import ComponentStore
 from tests.k8sapi import K8sAPI, component, running
@@ -208,6 +217,56 @@ async def test_a_refused_watch_is_retried_and_logged_without_the_token(
         await asyncio.gather(task, return_exceptions=True)
     assert "HTTP 503: the server is currently unable to handle the request" in caplog.text
     assert api.token not in caplog.text
+
+
+class _EmptyStreamWatch(ResumableWatch):
+    """Watches a proxy that answers every watch with 200 and an empty body."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        super().__init__("the proxied watch")
+        self._session, self._url = session, url
+        self.resource_version = "7"
+
+    async def _open(
+        self, resource_version: str, timeout_seconds: int, request_timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        return await self._session.get(self._url, timeout=request_timeout)
+
+
+async def test_a_stream_that_ends_at_once_is_not_reopened_in_a_hot_loop() -> None:
+    opened: list[float] = []
+
+    async def empty(request: web.Request) -> web.Response:
+        opened.append(asyncio.get_running_loop().time())
+        return web.Response(status=200, body=b"")
+
+    app = web.Application()
+    app.router.add_get("/watch", empty)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+
+    async def ignore(_: object) -> None:
+        return None
+
+    async def never_listed() -> tuple[list[Mapping[str, object]], str]:
+        raise AssertionError("an empty stream is not a reason to list again")
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            watch = _EmptyStreamWatch(session, f"http://127.0.0.1:{port}/watch")
+            task = asyncio.create_task(watch.run(ignore, ignore, never_listed))
+            await asyncio.sleep(2.5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await runner.cleanup()
+    # Without the pause, thousands of requests; with it, one about every second.
+    assert 2 <= len(opened) <= 4, len(opened)
+    gaps = [b - a for a, b in itertools.pairwise(opened)]
+    assert all(gap >= 0.9 for gap in gaps), gaps
 
 
 # -- reloading components ---------------------------------------------------------------

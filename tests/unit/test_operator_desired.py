@@ -17,7 +17,7 @@ from daprlite.operator import (
     desired_service,
     service_patch,
 )
-from daprlite.operator.desired import is_managed, owner_of
+from daprlite.operator.desired import is_managed, owner_of, workload_state
 
 NS = "shop"
 
@@ -76,9 +76,9 @@ def test_an_enabled_deployment_gets_a_headless_service_named_after_its_app_id() 
     assert manifest["spec"] == {
         "clusterIP": "None",
         "selector": {"app": "orders"},
+        # Only what other pods may reach: the app-facing API (3500, 50001) listens on the
+        # pod's loopback, and the health port (3501) is for the kubelet's probes.
         "ports": [
-            {"name": "dapr-http", "port": 3500, "targetPort": 3500, "protocol": "TCP"},
-            {"name": "dapr-grpc", "port": 50001, "targetPort": 50001, "protocol": "TCP"},
             {"name": "dapr-internal", "port": 50002, "targetPort": 50002, "protocol": "TCP"},
             {"name": "dapr-proxy", "port": 50003, "targetPort": 50003, "protocol": "TCP"},
         ],
@@ -213,3 +213,43 @@ def test_owner_and_management_are_read_back_from_a_service() -> None:
         }
     }
     assert owner_of(replica_owned) is None
+
+
+def test_a_service_that_still_publishes_the_sidecar_api_ports_is_patched_down_to_two() -> None:
+    svc = desired(workload(annotations=enabled()))
+    existing = _as_created(svc)
+    existing["spec"]["ports"] = [  # type: ignore[index]
+        {"name": name, "port": port, "targetPort": port, "protocol": "TCP"}
+        for name, port in (
+            ("dapr-http", 3500),
+            ("dapr-grpc", 50001),
+            ("dapr-internal", 50002),
+            ("dapr-proxy", 50003),
+        )
+    ]
+    patch = service_patch(svc, existing)
+    assert patch == {
+        "spec": {
+            "ports": [
+                {"name": "dapr-internal", "port": 50002, "targetPort": 50002, "protocol": "TCP"},
+                {"name": "dapr-proxy", "port": 50003, "targetPort": 50003, "protocol": "TCP"},
+            ]
+        }
+    }
+
+
+def test_the_kept_state_of_a_workload_holds_its_service_version_or_error() -> None:
+    obj = workload(annotations=enabled())
+    obj["metadata"]["resourceVersion"] = "42"  # type: ignore[index]
+    state = workload_state(DEPLOYMENT, obj)
+    assert state.key == WorkloadKey(DEPLOYMENT, NS, "orders")
+    assert (state.desired, state.error, state.resource_version) == (desired(obj), "", "42")
+    assert state.wants("orders-daprlite") and not state.wants("other-daprlite")
+
+    off = workload_state(DEPLOYMENT, workload(annotations=None))
+    assert (off.desired, off.error) == (None, "")
+    assert not off.wants("orders-daprlite")
+
+    broken = workload_state(DEPLOYMENT, workload(annotations={"daprlite.io/enabled": "maybe"}))
+    assert broken.desired is None
+    assert "spec.template.daprlite.io/enabled" in broken.error
