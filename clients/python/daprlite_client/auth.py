@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from daprlite_client._channel import SidecarChannel
 from daprlite_client._proto.daprlite.runtime.v1 import auth_pb2, auth_pb2_grpc
-
-API_TOKEN_HEADER = "dapr-api-token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +75,7 @@ def _session(reply: auth_pb2.SessionResponse) -> Session:
     return Session(reply.session_id, reply.subject, claims, reply.created_at, reply.expires_at)
 
 
-class AuthClient:
+class AuthClient(SidecarChannel):
     """Calls a sidecar's ``Auth`` gRPC service. ``address`` is e.g. ``"127.0.0.1:50001"``.
 
     Pass ``api_token`` when the sidecar runs with ``DAPR_API_TOKEN`` and
@@ -88,27 +86,8 @@ class AuthClient:
     def __init__(
         self, address: str, *, api_token: str | None = None, timeout: float | None = None
     ) -> None:
-        self._address = address
-        self._channel = grpc.aio.insecure_channel(address)
+        super().__init__(address, api_token=api_token, timeout=timeout)
         self._stub = auth_pb2_grpc.AuthStub(self._channel)
-        self._metadata: tuple[tuple[str, str], ...] = (
-            ((API_TOKEN_HEADER, api_token),) if api_token else ()
-        )
-        self._timeout = timeout
-
-    async def __aenter__(self) -> AuthClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._channel.close()
 
     async def validate(self, component: str, token: str) -> dict[str, object]:
         """The token's claims; raises :class:`AuthRefused` when it is not valid."""

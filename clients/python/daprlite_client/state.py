@@ -15,15 +15,11 @@ Example::
 
 from __future__ import annotations
 
-from types import TracebackType
-
 import grpc
 
+from daprlite_client._channel import SidecarChannel
 from daprlite_client._proto.dapr.proto.common.v1 import common_pb2
 from daprlite_client._proto.dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
-
-# The sidecar checks this gRPC metadata key when it runs with DAPR_API_TOKEN.
-API_TOKEN_HEADER = "dapr-api-token"
 
 # The state item metadata key Dapr stores use for a per-item time to live.
 TTL_METADATA_KEY = "ttlInSeconds"
@@ -57,7 +53,7 @@ def _state_error(operation: str, store: str, key: str, error: grpc.aio.AioRpcErr
     return kind(operation, store, key, code, detail)
 
 
-class StateClient:
+class StateClient(SidecarChannel):
     """Read, write and delete single keys through a sidecar's gRPC port.
 
     ``address`` is a gRPC target such as ``"127.0.0.1:50001"``. Pass
@@ -67,34 +63,10 @@ class StateClient:
     """
 
     def __init__(
-        self,
-        address: str,
-        *,
-        api_token: str | None = None,
-        timeout: float | None = None,
+        self, address: str, *, api_token: str | None = None, timeout: float | None = None
     ) -> None:
-        self._address = address
-        self._channel = grpc.aio.insecure_channel(address)
+        super().__init__(address, api_token=api_token, timeout=timeout)
         self._stub = dapr_pb2_grpc.DaprStub(self._channel)
-        self._metadata: tuple[tuple[str, str], ...] = (
-            ((API_TOKEN_HEADER, api_token),) if api_token else ()
-        )
-        self._timeout = timeout
-
-    async def __aenter__(self) -> StateClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the channel; calls still in flight are cancelled."""
-        await self._channel.close()
 
     async def get(self, store: str, key: str) -> tuple[bytes, str | None]:
         """Return ``(value, etag)``; a missing key gives ``(b"", None)``."""
