@@ -88,6 +88,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE",
         help="also write the CA certificate (ca.crt) here, e.g. for the injector",
     )
+    p.add_argument(
+        "--sign-rate-limit",
+        type=float,
+        default=5.0,
+        metavar="PER_SECOND",
+        help="/v1/sign requests per second per client address, each a TokenReview (0: none)",
+    )
+    p.add_argument("--sign-burst", type=int, default=20, help="requests a client may send at once")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-as-json", action="store_true")
 
@@ -110,6 +118,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             f"--trust-domain: expected lower-case letters, digits, '-' and '.', got "
             f"{args.trust_domain!r}"
         )
+    if args.sign_rate_limit < 0 or args.sign_burst < 1:
+        parser.error("--sign-rate-limit must be >= 0 and --sign-burst >= 1")
     if (args.tls_cert_file is None) != (args.tls_key_file is None):
         parser.error("--tls-cert-file and --tls-key-file go together")
     for flag, path in (
@@ -130,6 +140,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         trust_bundle_file=args.trust_bundle_file,
         ca_secret=args.ca_secret,
         token_audience=args.token_audience,
+        sign_rate=args.sign_rate_limit,
+        sign_burst=args.sign_burst,
     )
     setup_logging(args.log_level, args.log_as_json, "sentry")
     try:

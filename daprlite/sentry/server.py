@@ -40,6 +40,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes_asyncio.client import ApiClient
 
 from daprlite import errors
+from daprlite.components.metadata import ComponentMetadata
+from daprlite.components.middleware.api import MiddlewareRejection, MiddlewareRequest
+from daprlite.components.middleware.ratelimit import RateLimitMiddleware
 from daprlite.injector.annotations import (
     APP_ID_MAX,
     TRUST_DOMAIN_MAX,
@@ -82,6 +85,9 @@ class SentryOptions:
     ca_secret: str = TRUST_BUNDLE_SECRET
     token_audience: str = AUDIENCE
     kubeconfig: str = ""
+    # /v1/sign requests per second per client address (each costs a TokenReview); 0: no limit.
+    sign_rate: float = 5.0
+    sign_burst: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class Signer:
     ttl: dt.timedelta
     skew: dt.timedelta
     audience: str = AUDIENCE
+    limiter: RateLimitMiddleware | None = None  # per client address, before any API call
 
 
 SIGNER_KEY = web.AppKey("sentry_signer", Signer)
@@ -195,6 +202,14 @@ async def sign(request: web.Request) -> web.Response:
         req = parse_sign_request(raw)
     except BadSignRequest as exc:
         return _error(errors.MALFORMED_REQUEST, str(exc))
+    if signer.limiter is not None:
+        try:
+            await signer.limiter.handle(
+                MiddlewareRequest("POST", "/v1/sign", "", (), request.remote or "")
+            )
+        except MiddlewareRejection as exc:
+            err = errors.RATE_LIMITED(exc.message)
+            return web.json_response(err.body(), status=err.http_status, headers=dict(exc.headers))
     try:
         caller = await verify_caller(
             signer.client, req.token, req.namespace, req.app_id, signer.audience
@@ -310,6 +325,24 @@ class ServingCertificate:
             log.info("renewed the sentry's serving certificate")
 
 
+async def sign_limiter(options: SentryOptions) -> RateLimitMiddleware | None:
+    """The ratelimit middleware's token buckets, keyed by client address, for ``/v1/sign``."""
+    if options.sign_rate <= 0:
+        return None
+    limiter = RateLimitMiddleware()
+    await limiter.init(
+        ComponentMetadata(
+            name="sentry /v1/sign",
+            type="middleware.http.ratelimit",
+            properties={
+                "maxRequestsPerSecond": f"{options.sign_rate:g}",
+                "burst": str(options.sign_burst),
+            },
+        )
+    )
+    return limiter
+
+
 async def serve(options: SentryOptions, client: ApiClient, stop: asyncio.Event) -> None:
     """Load (or create) the CA, then serve until ``stop`` is set."""
     loaded = await load_or_create_ca(client, options.namespace, options.ca_secret)
@@ -323,6 +356,7 @@ async def serve(options: SentryOptions, client: ApiClient, stop: asyncio.Event) 
         options.workload_cert_ttl,
         options.allowed_clock_skew,
         options.token_audience,
+        await sign_limiter(options),
     )
     tasks: list[asyncio.Task[None]] = []
     if options.tls_cert_file is not None and options.tls_key_file is not None:

@@ -511,3 +511,39 @@ def test_missing_trust_anchors_token_file_or_refusal_stop_the_sidecar_with_a_cle
         assert run.returncode != 0
         assert expected in run.stdout + run.stderr
         assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_sign_requests_are_rate_limited_per_client(cluster: Cluster) -> None:
+    """Each /v1/sign costs a TokenReview: a client past its burst gets 429, not another one."""
+    limited = start_sentry(
+        cluster.tmp,
+        cluster.kubeconfig,
+        "limited",
+        WORKLOAD_TTL_SECONDS,
+        ("--sign-rate-limit", "0.1", "--sign-burst", "2"),
+    )
+    try:
+        ctx = limited.context()
+
+        def sign(body: bytes) -> tuple[int, dict[str, object], str]:
+            req = urllib.request.Request(
+                f"https://{limited.address}/v1/sign", data=body, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+                    return r.status, json.loads(r.read()), ""
+            except urllib.error.HTTPError as err:
+                return err.code, json.loads(err.read()), err.headers.get("Retry-After", "")
+
+        # Malformed bodies are refused before the limiter: they cost no TokenReview.
+        for _ in range(3):
+            assert sign(b"{not json")[0] == 400
+        reviews = len(cluster.api.requests)
+        statuses = [sign(json.dumps(_request()).encode()) for _ in range(3)]
+        assert [s for s, _, _ in statuses] == [200, 200, 429]
+        _, body, retry_after = statuses[2]
+        assert body["errorCode"] == "ERR_RATE_LIMITED" and int(retry_after) >= 1
+        tokenreviews = [r for r in cluster.api.requests[reviews:] if "tokenreviews" in r]
+        assert len(tokenreviews) == 2
+    finally:
+        limited.stop()
