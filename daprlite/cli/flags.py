@@ -128,7 +128,7 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
         "--dapr-public-port",
         type=_port,
         default=None,
-        help="serve only the health endpoints on this port, at the internal listen addresses",
+        help="serve only health and metadata reads on this port, at the internal listen addresses",
     )
     p.add_argument(
         "--internal-proxy-port",

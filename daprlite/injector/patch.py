@@ -31,10 +31,10 @@ from daprlite.security.acl import DEFAULT_TRUST_DOMAIN
 SIDECAR_NAME = "daprlite"
 # The app reaches the public APIs on localhost only (they bind to loopback unless the
 # sidecar-listen-addresses annotation says otherwise); other pods reach the sidecar only on
-# the internal ports, and the kubelet's probes on the public port, which serves health only.
+# the internal ports, and the kubelet's probes on the public port (health and metadata reads).
 HTTP_PORT = 3500
 GRPC_PORT = 50001
-PUBLIC_PORT = 3501  # GET /v1.0/healthz[/outbound] only, for the kubelet's probes
+PUBLIC_PORT = 3501  # GET /v1.0/healthz[/outbound] and /v1.0/metadata: the kubelet's probes
 INTERNAL_PORT = 50002
 PROXY_PORT = 50003  # mTLS listener for proxied gRPC calls between sidecars
 API_LISTEN_ADDRESS = "127.0.0.1"

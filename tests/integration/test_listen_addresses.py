@@ -87,13 +87,17 @@ def test_other_sidecars_reach_it_on_the_internal_address(pod: Pod) -> None:
     assert isinstance(body, dict) and body["path"] == "/hello"
 
 
-def test_the_public_port_serves_health_and_nothing_else(pod: Pod) -> None:
+def test_the_public_port_serves_health_and_metadata_reads_only(pod: Pod) -> None:
     base = f"http://{POD_IP}:{pod.public_port}"
     assert not _reachable("127.0.0.1", pod.public_port)
     assert call("GET", f"{base}/v1.0/healthz").status == 204
     assert call("GET", f"{base}/v1.0/healthz/outbound").status == 204
+    meta = call("GET", f"{base}/v1.0/metadata")
+    assert meta.status == 200
+    body = meta.json()
+    assert isinstance(body, dict) and body["id"] == "podapp"
+    assert call("PUT", f"{base}/v1.0/metadata/k", data=b"v").status == 404
     for path, headers in (
-        ("/v1.0/metadata", {}),
         ("/v1.0/state/statestore/k", {}),
         ("/hello", {"dapr-app-id": "podapp"}),  # no invocation through the probe port
     ):

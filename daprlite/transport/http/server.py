@@ -159,10 +159,10 @@ async def api_logging_middleware(request: web.Request, handler: Handler) -> web.
 def build_public_app(
     health: metadata_routes.Health, metadata_api: metadata_routes.MetadataAPI
 ) -> web.Application:
-    """``--dapr-public-port``: the health endpoints only, for probes from outside the pod.
+    """``--dapr-public-port``: health and metadata reads, for probes from outside the pod.
 
-    Nothing else is served there (no API token is asked for, as in Dapr), so it
-    can listen where the Dapr API must not.
+    As in Dapr, nothing else is served there and no API token is asked for, so it
+    can listen where the Dapr API must not. The metadata holds no secret values.
     """
     app = web.Application(middlewares=[error_middleware], client_max_size=1024)
     app[metadata_routes.HEALTH_KEY] = health
@@ -171,6 +171,7 @@ def build_public_app(
         [
             web.get("/v1.0/healthz", metadata_routes.healthz),
             web.get("/v1.0/healthz/outbound", metadata_routes.healthz_outbound),
+            web.get("/v1.0/metadata", metadata_routes.get_metadata),
         ]
     )
     return app
