@@ -3,12 +3,14 @@
 A :class:`Pipeline` runs the middleware components a Configuration names, in
 order, on one request. Two places in the request path call it: the HTTP API
 transport, before any route (``transport/http/middleware.py``, for
-``httpPipeline``), and the invocation block's callee side, after access control
-and before the app channel (``blocks/invoke/local.py``, for
-``appHttpPipeline``). It lives in ``blocks/`` rather than ``runtime/`` because
-it runs at request time and both of those callers may only depend on blocks;
-the runtime just builds it once the components are loaded
-(:func:`configure_pipelines`, called from ``runtime/sidecar.py``).
+``httpPipeline``), and the HTTP app channel, on every call the sidecar makes
+to its own HTTP app (``channel/http.py`` and ``channel/h2c.py``, for
+``appHttpPipeline``): invocations, pub/sub deliveries, input-binding events,
+``GET /dapr/subscribe`` and the bindings' ``OPTIONS`` probe, but not the app
+health probes. It lives in ``blocks/`` rather than ``runtime/`` because it runs
+at request time and its callers may only depend on blocks; the runtime just
+builds it once the components are loaded (:func:`configure_pipelines`, called
+from ``runtime/sidecar.py``).
 
 Middleware components are loaded by the component processor like any other
 (category ``middleware.http``); this module only looks them up by name, checks
@@ -17,7 +19,9 @@ their type against the handler entry, and calls their optional
 another component (the bearer middleware its ``auth.jwt`` validator) whatever
 the load order. A handler that names a missing component, or one of another
 type, stops start-up with a :class:`PipelineError` naming the Configuration
-field.
+field. A handler's ``selector`` is parsed but not applied: Dapr's
+Configuration schema has the field, but neither its runtime nor its
+documentation gives it a meaning, so there are no semantics to follow.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from daprlite.blocks.auth import loggable_path
-from daprlite.blocks.invoke.model import APP_HTTP, Caller, InvokeRequest, InvokeResponse
+from daprlite.blocks.invoke.model import Caller
 from daprlite.components.middleware.api import (
     HttpMiddleware,
     MiddlewareRejection,
@@ -63,6 +67,33 @@ def rejection_body(exc: MiddlewareRejection) -> bytes:
 def rejection_headers(exc: MiddlewareRejection) -> tuple[tuple[str, str], ...]:
     """The refusal's own headers (``Retry-After``, ``WWW-Authenticate``), not body framing."""
     return tuple((k, v) for k, v in exc.headers if k.lower() not in _FRAMING)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A handler refused a call to the app: the answer that stands in for the app's.
+
+    The app channel hands it back exactly as it would the app's own answer, so
+    each caller treats it as the app answering ``status``: an invocation's
+    caller receives it; a pub/sub delivery is retried or redelivered; an
+    input-binding event is the app's error.
+    """
+
+    status: int
+    headers: tuple[tuple[str, str], ...]  # the refusal's own, e.g. Retry-After
+    body: bytes  # {errorCode, message}
+    content_type: str = "application/json"
+
+
+def invocation_client(caller: Caller, peer: str = "") -> str:
+    """The client a handler keys on (ratelimit's buckets) for an invocation.
+
+    The caller's app id when its certificate proves it; otherwise the caller's
+    address, since an unverified app id is whatever the caller chose to claim.
+    """
+    if not caller.verified and peer:
+        return peer
+    return f"{caller.app_id}.{caller.namespace or 'default'}"
 
 
 class Pipeline:
@@ -143,44 +174,12 @@ class Pipeline:
             request = replace(out, headers=tuple((k.lower(), v) for k, v in out.headers))
         return request
 
-    async def filter_invocation(
-        self, req: InvokeRequest, caller: Caller, peer: str = ""
-    ) -> InvokeRequest | InvokeResponse:
-        """Run the pipeline on an invocation for the HTTP app.
-
-        Returns the request to deliver (with the headers the handlers passed
-        on), or, when a handler refused it, the answer the caller gets: the
-        refusal's status, headers and ``{errorCode, message}`` body. That answer
-        travels back like an app's answer, so every caller path (HTTP, gRPC
-        ``InvokeService``, the sidecar-to-sidecar hop) renders it as it renders
-        an HTTP app's error, as Dapr does for its app pipeline.
-        """
-        if not self._handlers:
-            return req
-        # The client a handler keys on (ratelimit's buckets): the caller's app id when
-        # its certificate proves it; otherwise the caller's address, since an unverified
-        # app id is whatever the caller chose to claim.
-        client = f"{caller.app_id}.{caller.namespace or 'default'}"
-        if not caller.verified and peer:
-            client = peer
-        request = MiddlewareRequest(
-            verb=req.verb,
-            path="/" + req.method,
-            query=req.query,
-            headers=req.headers,
-            client=client,
-        )
+    async def screen(self, request: MiddlewareRequest) -> MiddlewareRequest | Refusal:
+        """Like :meth:`run`, but a refusal comes back as a :class:`Refusal` rather than raised."""
         try:
-            out = await self.run(request)
+            return await self.run(request)
         except MiddlewareRejection as exc:
-            return InvokeResponse(
-                app_protocol=APP_HTTP,
-                status=exc.status,
-                headers=rejection_headers(exc),
-                body=rejection_body(exc),
-                content_type="application/json",
-            )
-        return req if out.headers == req.headers else replace(req, headers=out.headers)
+            return Refusal(exc.status, rejection_headers(exc), rejection_body(exc))
 
 
 def _lookup(components: ComponentStore) -> Callable[[str], object | None]:

@@ -103,8 +103,12 @@ class GRPCAppChannel:
         async with gate:
             return await self._stub.OnBindingEvent(req, metadata=self._metadata)
 
-    async def invoke(self, req: InvokeRequest, metadata: list[tuple[str, str]]) -> InvokeResponse:
+    async def invoke(
+        self, req: InvokeRequest, metadata: list[tuple[str, str]], client: str = ""
+    ) -> InvokeResponse:
         """``AppCallback.OnInvoke``; an app error comes back as a non-OK response.
+
+        ``client`` is unused: the app pipeline is for HTTP apps only.
 
         Raises :class:`AppUnavailableError` when the app cannot be reached.
         """

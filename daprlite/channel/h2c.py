@@ -1,8 +1,9 @@
 """The h2c app channel (``--app-protocol h2c``): HTTP/2 without TLS, with prior knowledge.
 
 Same contract as :class:`HTTPAppChannel` (bindings delivery, invocation,
-health probes), but spoken as cleartext HTTP/2, which servers that accept
-only h2c (no HTTP/1.1 upgrade) require. aiohttp has no HTTP/2 client, so this
+health probes, and the app pipeline on every call but the probes), but
+spoken as cleartext HTTP/2, which servers that accept only h2c (no HTTP/1.1
+upgrade) require. aiohttp has no HTTP/2 client, so this
 channel uses httpx with the h2 library (the ``h2c`` extra); one pooled
 client multiplexes every call over one connection.
 """
@@ -17,8 +18,14 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from daprlite.blocks.invoke.headers import response_headers
 from daprlite.blocks.invoke.model import APP_HTTP, InvokeRequest, InvokeResponse
 from daprlite.blocks.invoke.paths import method_to_path
+from daprlite.blocks.middleware import Pipeline, Refusal
 from daprlite.channel.errors import AppUnavailableError
-from daprlite.channel.http import AppResponse, HTTPAppChannel
+from daprlite.channel.http import (
+    AppResponse,
+    HTTPAppChannel,
+    refused_invocation,
+    refused_response,
+)
 
 try:
     import httpx
@@ -28,9 +35,15 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 class H2CAppChannel(HTTPAppChannel):
     def __init__(
-        self, host: str, port: int, max_concurrency: int = -1, app_token: str | None = None
+        self,
+        host: str,
+        port: int,
+        max_concurrency: int = -1,
+        app_token: str | None = None,
+        pipeline: Pipeline | None = None,
+        own_client: str = "",
     ) -> None:
-        super().__init__(host, port, "http", max_concurrency, app_token)
+        super().__init__(host, port, "http", max_concurrency, app_token, pipeline, own_client)
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -95,22 +108,30 @@ class H2CAppChannel(HTTPAppChannel):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> AppResponse:
+        route, _, query = path.lstrip("/").partition("?")
+        screened = await self.screen(method, "/" + route, query, list((headers or {}).items()))
+        if isinstance(screened, Refusal):
+            return refused_response(screened)
         url = f"{self.base_url}/{path.lstrip('/')}"
-        resp = await self._send(
-            method, url, body, self._with_token(list((headers or {}).items())), timeout
-        )
+        resp = await self._send(method, url, body, self._with_token(screened), timeout)
         return AppResponse(
             resp.status_code,
             CIMultiDictProxy(CIMultiDict(resp.headers.multi_items())),
             resp.content,
         )
 
-    async def invoke(self, req: InvokeRequest, headers: list[tuple[str, str]]) -> InvokeResponse:
-        out = list(headers)
+    async def invoke(
+        self, req: InvokeRequest, headers: list[tuple[str, str]], client: str = ""
+    ) -> InvokeResponse:
+        path = method_to_path(req.method)
+        screened = await self.screen(req.verb, path, req.query, headers, client)
+        if isinstance(screened, Refusal):
+            return refused_invocation(screened)
+        out = list(screened)
         if req.content_type:
             out.append(("content-type", req.content_type))
         query = f"?{req.query}" if req.query else ""
-        url = f"{self.base_url}{method_to_path(req.method)}{query}"
+        url = f"{self.base_url}{path}{query}"
         resp = await self._send(req.verb, url, req.body, self._with_token(out))
         return InvokeResponse(
             app_protocol=APP_HTTP,

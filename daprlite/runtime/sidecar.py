@@ -115,7 +115,6 @@ class Sidecar:
             app_is_grpc=options.app_protocol in ("grpc", "grpcs"),
             is_healthy=self._app_is_healthy if self.app_health else None,
             access_check=self.access_allowed,
-            pipeline=self.app_pipeline,
         )
         self.identity: WorkloadIdentity | None = None  # set when mTLS is on
         self.internal_client = InternalClient(options.max_body_size)
@@ -221,7 +220,14 @@ class Sidecar:
                 max_message_size=opts.max_body_size,
             )
         elif opts.app_protocol == "h2c":
-            channel = H2CAppChannel(opts.app_channel_address, port, opts.app_max_concurrency, token)
+            channel = H2CAppChannel(
+                opts.app_channel_address,
+                port,
+                opts.app_max_concurrency,
+                token,
+                self.app_pipeline,
+                self._own_client(),
+            )
         else:
             channel = HTTPAppChannel(
                 opts.app_channel_address,
@@ -229,10 +235,16 @@ class Sidecar:
                 opts.app_protocol,
                 opts.app_max_concurrency,
                 token,
+                self.app_pipeline,  # spec.appHttpPipeline runs on every call but health probes
+                self._own_client(),
             )
         await channel.start()
         self._stack.push_async_callback(channel.close)
         self.app_channel = channel
+
+    def _own_client(self) -> str:
+        """The client the app pipeline keys on for calls the sidecar makes on its own behalf."""
+        return f"{self.options.app_id}.{self.options.namespace or 'default'}"
 
     def _held(self, category: str, name: str) -> str:
         """Why a component reload must wait for a restart, or '' (``--mode kubernetes``)."""

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from daprlite.blocks.invoke.model import Caller, InvokeRequest, InvokeResponse
+from daprlite.blocks.invoke.model import Caller
 from daprlite.blocks.middleware import (
     APP_FIELD,
     Pipeline,
     PipelineError,
+    Refusal,
     configure_pipelines,
+    invocation_client,
 )
 from daprlite.components.metadata import ComponentMetadata
 from daprlite.components.middleware.api import MiddlewareRequest, PipelineSpec
@@ -190,11 +192,11 @@ async def test_handlers_run_in_order_and_the_first_refusal_stops_the_request() -
         store,
     )
     assert pipeline.names == ("tight", "roomy")
-    req = InvokeRequest(method="orders/1", verb="GET", headers=(("x-a", "1"),))
-    passed = await pipeline.filter_invocation(req, Caller("caller"))
+    req = MiddlewareRequest("GET", "/orders/1", "", (("x-a", "1"),), "caller.default")
+    passed = await pipeline.screen(req)
     assert passed == req
-    refused = await pipeline.filter_invocation(req, Caller("caller"))
-    assert isinstance(refused, InvokeResponse)
+    refused = await pipeline.screen(req)
+    assert isinstance(refused, Refusal)
     assert refused.status == 429 and refused.content_type == "application/json"
     assert json.loads(refused.body)["errorCode"] == "ERR_RATE_LIMITED"
     assert ("retry-after", "1") in refused.headers
@@ -202,7 +204,14 @@ async def test_handlers_run_in_order_and_the_first_refusal_stops_the_request() -
     assert isinstance(roomy.instance, RateLimitMiddleware)
     assert roomy.instance.tracked_clients == 1
     # Another caller has its own bucket.
-    assert await pipeline.filter_invocation(req, Caller("other")) == req
+    other = MiddlewareRequest("GET", "/orders/1", "", (), invocation_client(Caller("other")))
+    assert await pipeline.screen(other) == other
+
+
+def test_an_invocation_is_keyed_on_a_proven_app_id_else_on_the_callers_address() -> None:
+    assert invocation_client(Caller("orders", "prod", verified=True), "10.0.0.7") == "orders.prod"
+    assert invocation_client(Caller("orders"), "10.0.0.7") == "10.0.0.7"
+    assert invocation_client(Caller("orders")) == "orders.default"
 
 
 async def test_an_empty_pipeline_passes_requests_unchanged() -> None:
@@ -229,8 +238,8 @@ async def test_a_failing_middleware_refuses_the_request_with_a_500_and_no_detail
     store.add(LiveComponent("broken", "middleware.http.broken", "v1", "middleware.http", _Broken()))
     pipeline = Pipeline(APP_FIELD)
     pipeline.configure([PipelineSpec("broken", "middleware.http.broken")], store)
-    refused = await pipeline.filter_invocation(InvokeRequest(method="x"), Caller("c"))
-    assert isinstance(refused, InvokeResponse) and refused.status == 500
+    refused = await pipeline.screen(MiddlewareRequest("POST", "/x", "", (), "c"))
+    assert isinstance(refused, Refusal) and refused.status == 500
     body = json.loads(refused.body)
     assert body["errorCode"] == "ERROR" and "'broken'" in body["message"]
     assert "bug" not in body["message"]

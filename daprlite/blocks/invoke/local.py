@@ -5,7 +5,10 @@ for an app calling itself. The method path arrives already normalised; the
 caller's identity arrives from the caller's sidecar. This module adds the
 headers Dapr apps rely on (``dapr-caller-app-id``, ``dapr-caller-namespace``,
 ``dapr-callee-app-id``, trace context, forwarded-for) and picks the HTTP or
-gRPC channel.
+gRPC channel. The app pipeline (``spec.appHttpPipeline``) is not run here but
+by the HTTP app channel, on every call to the app; this module tells it who
+the caller is (:func:`~daprlite.blocks.middleware.invocation_client`), the
+client its handlers key on.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from typing import Protocol
 from daprlite import errors
 from daprlite.blocks.invoke.headers import for_grpc_app, for_http_app
 from daprlite.blocks.invoke.model import Caller, InvokeRequest, InvokeResponse
-from daprlite.blocks.middleware import Pipeline
+from daprlite.blocks.middleware import invocation_client
 from daprlite.channel.errors import AppUnavailableError
 from daprlite.observability.tracing import TraceContext
 
 
 class InvokableChannel(Protocol):
     async def invoke(
-        self, req: InvokeRequest, headers: list[tuple[str, str]]
+        self, req: InvokeRequest, headers: list[tuple[str, str]], client: str = ""
     ) -> InvokeResponse: ...
 
 
@@ -42,9 +45,7 @@ class LocalApp:
         app_is_grpc: bool,
         access_check: AccessCheck | None = None,
         is_healthy: Callable[[], bool] | None = None,
-        pipeline: Pipeline | None = None,  # spec.appHttpPipeline, for HTTP apps
     ) -> None:
-        self._pipeline = pipeline
         self._is_healthy = is_healthy
         self.app_id = app_id
         self.namespace = namespace
@@ -95,10 +96,9 @@ class LocalApp:
             raise errors.DIRECT_INVOKE_BAD_REQUEST(
                 f"invalid HTTP verb {req.verb!r} for an app call"
             )
-        if self._pipeline is not None:
-            # A middleware's refusal comes back as the answer, like an app's error answer.
-            filtered = await self._pipeline.filter_invocation(req, caller, forwarded_for)
-            if isinstance(filtered, InvokeResponse):
-                return filtered
-            req = filtered
-        return await channel.invoke(req, for_http_app(req.headers, req.grpc_origin) + extra)
+        # The channel runs the app pipeline; a refusal comes back like an app's error answer.
+        return await channel.invoke(
+            req,
+            for_http_app(req.headers, req.grpc_origin) + extra,
+            invocation_client(caller, forwarded_for),
+        )

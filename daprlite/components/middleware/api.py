@@ -2,8 +2,9 @@
 
 A Configuration names middleware components in ``spec.httpPipeline``
 (applied to requests arriving at the Dapr HTTP API) and
-``spec.appHttpPipeline`` (applied to requests the sidecar delivers to its own
-HTTP app: service invocations). Handlers run in the listed order, before the
+``spec.appHttpPipeline`` (applied to every request the sidecar makes to its
+own HTTP app: invocations, pub/sub and input-binding deliveries, subscription
+discovery; not health probes). Handlers run in the listed order, before the
 request goes on. A handler may rewrite the request's headers (for example,
 add the validated claims) or refuse the request by raising
 :class:`MiddlewareRejection`, whose status and catalogue-style body go back
@@ -26,7 +27,8 @@ class MiddlewareRequest:
     path: str  # the normalised path the app (or API route) will see, with a leading "/"
     query: str  # without "?"
     headers: Headers  # names lower-case
-    client: str  # who is calling: the caller's app id when known, else its address
+    client: str  # who is calling: the caller's app id when known, else its address; for a
+    # call the sidecar makes to its app on its own behalf (a delivery), its own app id
 
 
 class MiddlewareRejection(Exception):

@@ -1,15 +1,17 @@
 """``middleware.http.ratelimit``: a per-client token bucket in front of an API or an app.
 
 A handler of ``spec.httpPipeline`` (requests to the Dapr HTTP API; the client
-is the caller's address) or ``spec.appHttpPipeline`` (invocations delivered to
-the app; the client is the calling app's id). Each client has a bucket that
-holds up to ``burst`` tokens and refills at ``maxRequestsPerSecond``; a request
-takes one token, and a request that finds none is refused with 429
-``ERR_RATE_LIMITED`` and a ``Retry-After`` header (whole seconds until a token
-is back). Buckets live in memory, per sidecar. A client idle long enough for
-its bucket to be full again is forgotten (a fresh bucket is the same thing),
-and at most ``maxTrackedClients`` buckets are kept: past that the least
-recently seen client is forgotten first.
+is the caller's address) or ``spec.appHttpPipeline`` (every call to the app but
+health probes; the client is the calling app's id for an invocation, this
+sidecar's own app id for deliveries and discovery, which therefore share one
+bucket). Each client has a bucket that holds up to ``burst`` tokens and
+refills at ``maxRequestsPerSecond``; a request takes one token, and a request
+that finds none is refused with 429 ``ERR_RATE_LIMITED`` and a ``Retry-After``
+header (whole seconds until a token is back). Buckets live in memory, per
+sidecar. A client idle long enough for its bucket to be full again is
+forgotten (a fresh bucket is the same thing), and at most
+``maxTrackedClients`` buckets are kept: past that the least recently seen
+client is forgotten first.
 """
 
 from __future__ import annotations

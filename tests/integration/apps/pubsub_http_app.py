@@ -5,7 +5,8 @@
 ``{path, headers, event}``; the answer depends on the event's data:
 ``{"answer": "RETRY"|"DROP"|"garbage"|"404"|"500"}`` answers that (the first
 ``times`` deliveries of that event id only, when ``times`` is given), else
-SUCCESS. Port: ``APP_PORT``.
+SUCCESS. ``GET /healthz`` answers 204 and, with env ``PROBE_FILE`` set,
+appends one line per probe there. Port: ``APP_PORT``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ seen: collections.Counter[str] = collections.Counter()
 
 async def subscribe(request: web.Request) -> web.Response:
     return web.json_response(json.loads(os.environ.get("SUBSCRIPTIONS", "[]")))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    if "PROBE_FILE" in os.environ:
+        with open(os.environ["PROBE_FILE"], "a", encoding="utf-8") as f:
+            f.write("probe\n")
+    return web.Response(status=204)
 
 
 async def deliver(request: web.Request) -> web.Response:
@@ -45,6 +53,7 @@ async def deliver(request: web.Request) -> web.Response:
 def main() -> None:
     app = web.Application()
     app.router.add_get("/dapr/subscribe", subscribe)
+    app.router.add_get("/healthz", healthz)
     app.router.add_post("/{tail:.*}", deliver)
     web.run_app(app, host="127.0.0.1", port=int(os.environ["APP_PORT"]), print=None)
 
