@@ -42,7 +42,9 @@ from daprlite.blocks.invoke.model import APP_HTTP, InvokeRequest, InvokeResponse
 from daprlite.blocks.invoke.paths import method_to_path
 from daprlite.blocks.middleware import Pipeline, Refusal
 from daprlite.channel.errors import AppUnavailableError
+from daprlite.channel.metrics import app_call_traces
 from daprlite.components.middleware.api import MiddlewareRequest
+from daprlite.observability.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class HTTPAppChannel:
         app_token: str | None = None,
         pipeline: Pipeline | None = None,
         own_client: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         scheme = "https" if protocol == "https" else "http"
         self.base_url = f"{scheme}://{host}:{port}"
@@ -91,6 +94,7 @@ class HTTPAppChannel:
         self._session: aiohttp.ClientSession | None = None
         self._pipeline = pipeline  # spec.appHttpPipeline
         self._own_client = own_client  # the client key of calls made on the sidecar's behalf
+        self._metrics = metrics  # dapr_http_client_* (channel/metrics.py)
 
     async def start(self) -> None:
         # ssl=False: https apps are local and usually self-signed (no verification).
@@ -101,6 +105,7 @@ class HTTPAppChannel:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             auto_decompress=False,
+            trace_configs=app_call_traces(self._metrics),
         )
 
     async def close(self) -> None:

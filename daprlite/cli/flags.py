@@ -6,7 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from daprlite.config.options import DEFAULT_MAX_BODY_SIZE, AppHealthOptions, Options
+from daprlite.config.options import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_METRICS_PORT,
+    AppHealthOptions,
+    Options,
+)
 
 PROTOCOLS = ("http", "https", "h2c", "grpc", "grpcs")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal", "panic")
@@ -131,6 +136,23 @@ def add_sidecar_flags(p: argparse.ArgumentParser, default_http: int, default_grp
         help="serve only health and metadata reads on this port, at the internal listen addresses",
     )
     p.add_argument(
+        "--metrics-port",
+        type=_port,
+        # daprd's default for the sidecar; `daprlite run` (free API ports) picks a free one.
+        default=DEFAULT_METRICS_PORT if default_http else 0,
+        help="Prometheus metrics port, at the internal listen addresses "
+        f"(default {DEFAULT_METRICS_PORT if default_http else 'a free port'})",
+    )
+    p.add_argument(
+        "--enable-metrics",
+        nargs="?",
+        const="true",
+        default=True,
+        type=_bool,
+        metavar="BOOL",
+        help="serve Prometheus metrics (default true)",
+    )
+    p.add_argument(
         "--internal-proxy-port",
         type=_port,
         default=0,
@@ -204,6 +226,8 @@ def options_from(args: argparse.Namespace, app_id: str, resources: list[Path]) -
             a.strip() for a in args.internal_listen_addresses.split(",") if a.strip()
         ),
         public_port=args.dapr_public_port,
+        metrics_port=args.metrics_port,
+        enable_metrics=args.enable_metrics,
         run_file=os.environ.get("DAPRLITE_RUN_FILE", ""),
         app_health=_app_health(args),
         enable_mtls=args.enable_mtls,

@@ -2,7 +2,7 @@
 
 The sidecar runs in this process. It binds its ports and loads its components
 before the app command starts; the app gets ``DAPR_HTTP_PORT``,
-``DAPR_GRPC_PORT``, ``APP_ID`` (and ``APP_PORT``) and inherits stdout/stderr
+``DAPR_GRPC_PORT``, ``APP_ID`` (and ``APP_PORT``, ``DAPR_METRICS_PORT``) and inherits stdout/stderr
 unchanged. Status lines use ``dapr run``'s wording so tooling that watches for
 them keeps working. Exit code: the app's.
 """
@@ -88,6 +88,8 @@ def app_environment(options: Options, sidecar: Sidecar) -> dict[str, str]:
     )
     if options.app_port:
         env["APP_PORT"] = str(options.app_port)
+    if sidecar.ports.metrics:
+        env["DAPR_METRICS_PORT"] = str(sidecar.ports.metrics)
     return env
 
 

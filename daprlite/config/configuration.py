@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from daprlite.components.middleware.api import PipelineSpec
 from daprlite.config.resources import Resource, ResourceError
+from daprlite.observability.metrics import MetricSpec, parse_metric_spec
 from daprlite.security.acl import AccessControl, parse_access_control
 from daprlite.security.apilists import APILists, parse_api_lists
 from daprlite.security.mtls import MTLSSpec, parse_mtls
@@ -61,6 +62,8 @@ class Configuration:
     # spec.httpPipeline / spec.appHttpPipeline handlers, in order (blocks/middleware.py runs them).
     http_pipeline: tuple[PipelineSpec, ...] = ()
     app_http_pipeline: tuple[PipelineSpec, ...] = ()
+    # spec.metric (alias spec.metrics); a later document replaces an earlier one whole.
+    metric: MetricSpec = field(default_factory=MetricSpec)
 
     def secret_allowed(self, store: str, key: str) -> bool:
         scope = self.secret_scopes.get(store)
@@ -225,7 +228,9 @@ def build_configuration(resources: Iterable[Resource]) -> Configuration:
     sampling = 0.0
     pipelines: dict[str, tuple[PipelineSpec, ...]] = {}
     access_control, api_lists, mtls = AccessControl(), APILists(), MTLSSpec()
+    metric = MetricSpec()
     for res in resources:
+        metric = parse_metric_spec(res) or metric
         access_control = parse_access_control(res) or access_control
         api_lists = parse_api_lists(res) or api_lists
         mtls = parse_mtls(res) or mtls
@@ -248,4 +253,5 @@ def build_configuration(resources: Iterable[Resource]) -> Configuration:
         access_control=access_control,
         api_lists=api_lists,
         mtls=mtls,
+        metric=metric,
     )

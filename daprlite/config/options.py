@@ -12,6 +12,7 @@ from pathlib import Path
 
 DEFAULT_HTTP_PORT = 3500
 DEFAULT_GRPC_PORT = 50001
+DEFAULT_METRICS_PORT = 9090  # `daprlite sidecar`; `daprlite run` picks a free port
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 
 
@@ -59,6 +60,9 @@ class Options:
     # bind; empty: the same addresses as the APIs.
     internal_listen_addresses: tuple[str, ...] = ()
     public_port: int | None = None  # --dapr-public-port: health endpoints only
+    # --metrics-port (0: a free port) on the internal listen addresses; --enable-metrics.
+    metrics_port: int = 0
+    enable_metrics: bool = True
 
     @property
     def internal_addresses(self) -> tuple[str, ...]:

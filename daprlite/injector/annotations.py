@@ -116,6 +116,8 @@ class SidecarSpec:
     native_sidecar: bool | None = None  # None: the injector's default
     # Where the public APIs (HTTP 3500, gRPC 50001) listen; None: loopback only.
     listen_addresses: tuple[str, ...] | None = None
+    enable_metrics: bool = True  # enable-metrics: the Prometheus port and scrape annotations
+    metrics_port: int | None = None  # metrics-port; None: the injector's default (9090)
 
 
 class _Annotations:
@@ -176,6 +178,7 @@ def read_spec(pod: Mapping[str, object]) -> SidecarSpec:
     if raw_native is not None:
         native = _bool(NATIVE_SIDECAR_ANNOTATION, raw_native)
     api_logging = ann.get("enable-api-logging")
+    metrics = ann.get("enable-metrics")
     return SidecarSpec(
         app_id=_app_id(ann, pod),
         app_port=_opt(ann, "app-port", _port),
@@ -189,6 +192,8 @@ def read_spec(pod: Mapping[str, object]) -> SidecarSpec:
         graceful_shutdown_seconds=_opt(ann, "graceful-shutdown-seconds", _seconds),
         native_sidecar=native,
         listen_addresses=_opt(ann, "sidecar-listen-addresses", _addresses),
+        enable_metrics=metrics is None or _bool(*metrics),
+        metrics_port=_opt(ann, "metrics-port", _port),
     )
 
 

@@ -37,6 +37,9 @@ GRPC_PORT = 50001
 PUBLIC_PORT = 3501  # GET /v1.0/healthz[/outbound] and /v1.0/metadata: the kubelet's probes
 INTERNAL_PORT = 50002
 PROXY_PORT = 50003  # mTLS listener for proxied gRPC calls between sidecars
+METRICS_PORT = 9090  # Prometheus scrapes, on the pod's IP (Dapr's default)
+# Added unless the pod sets any of them itself (then it has its own scrape set-up).
+PROMETHEUS_ANNOTATIONS = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
 API_LISTEN_ADDRESS = "127.0.0.1"
 INTERNAL_LISTEN_ADDRESS = "0.0.0.0"
 TOKEN_VOLUME = "daprlite-identity-token"
@@ -129,8 +132,21 @@ def build_patch(pod: Mapping[str, object], config: InjectorConfig) -> list[JsonP
         ops.append(_add("/spec/initContainers/0", sidecar))
     else:
         ops.append(_add("/spec/initContainers", [sidecar]))
+    ops += _prometheus_ops(pod, sidecar_spec)
     ops.append(_annotation_op(INJECTED_ANNOTATION, "true"))
     return ops
+
+
+def _prometheus_ops(pod: Mapping[str, object], spec: SidecarSpec) -> list[JsonPatchOp]:
+    """``prometheus.io/*``: where a cluster's Prometheus finds the sidecar's metrics."""
+    if not spec.enable_metrics:
+        return []
+    existing = annotations_of(pod)
+    if any(key in existing for key in PROMETHEUS_ANNOTATIONS):
+        return []
+    port = str(spec.metrics_port or METRICS_PORT)
+    values = ("true", port, "/")
+    return [_annotation_op(k, v) for k, v in zip(PROMETHEUS_ANNOTATIONS, values, strict=True)]
 
 
 def sidecar_container(spec: SidecarSpec, config: InjectorConfig, native: bool) -> dict[str, object]:
@@ -141,11 +157,7 @@ def sidecar_container(spec: SidecarSpec, config: InjectorConfig, native: bool) -
         "imagePullPolicy": config.image_pull_policy,
         "args": sidecar_args(spec, config),
         "env": _sidecar_env(spec, config),
-        "ports": [
-            _port("dapr-public", PUBLIC_PORT),
-            _port("dapr-internal", INTERNAL_PORT),
-            _port("dapr-proxy", PROXY_PORT),
-        ],
+        "ports": _container_ports(spec),
         # Ready means the sidecar *and* its app are up (``/v1.0/healthz`` waits for the app),
         # so the pod only receives traffic then. Startup and liveness use the sidecar's own
         # health: a native sidecar must start before the app, so a startup probe that waited
@@ -180,6 +192,17 @@ def sidecar_container(spec: SidecarSpec, config: InjectorConfig, native: bool) -
     return container
 
 
+def _container_ports(spec: SidecarSpec) -> list[dict[str, object]]:
+    ports = [
+        _port("dapr-public", PUBLIC_PORT),
+        _port("dapr-internal", INTERNAL_PORT),
+        _port("dapr-proxy", PROXY_PORT),
+    ]
+    if spec.enable_metrics:
+        ports.append(_port("dapr-metrics", spec.metrics_port or METRICS_PORT))
+    return ports
+
+
 def sidecar_args(spec: SidecarSpec, config: InjectorConfig) -> list[str]:
     """``daprlite sidecar ...`` flags, in the shared conventions' order."""
     args = ["sidecar", "--mode", "kubernetes", "--app-id", spec.app_id]
@@ -203,6 +226,10 @@ def sidecar_args(spec: SidecarSpec, config: InjectorConfig) -> list[str]:
         "--internal-listen-addresses",
         INTERNAL_LISTEN_ADDRESS,
     ]
+    if spec.enable_metrics:
+        args += ["--metrics-port", str(spec.metrics_port or METRICS_PORT)]
+    else:
+        args += ["--enable-metrics", "false"]
     if spec.config is not None:
         args += ["--config", spec.config]
     if spec.log_level is not None:

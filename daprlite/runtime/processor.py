@@ -24,6 +24,7 @@ from daprlite.components.metadata import ComponentMetadata
 from daprlite.components.registry import Registry, UnknownComponentError
 from daprlite.components.secretstores.api import SecretStore
 from daprlite.config.resources import Component, MetadataItem
+from daprlite.observability.metrics import Metrics
 from daprlite.runtime.registry import ComponentStore, LiveComponent
 
 log = logging.getLogger("daprlite.runtime")
@@ -70,6 +71,7 @@ class ComponentProcessor:
         app_id: str,
         namespace: str = "",
         default_secret_store: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -80,6 +82,7 @@ class ComponentProcessor:
         # The manifest of every component this processor loaded and still owns, in load order.
         self._manifests: dict[tuple[str, str], Component] = {}
         self._closes_on_exit = False
+        self._metrics = metrics  # dapr_runtime_component_* counts
 
     async def load_all(self, components: list[Component], stack: AsyncExitStack) -> None:
         if not self._closes_on_exit:
@@ -92,6 +95,8 @@ class ComponentProcessor:
             try:
                 await self._load(comp)
             except ComponentLoadError as exc:
+                if self._metrics is not None:
+                    self._metrics.component_init_failed(comp.type)
                 if not comp.ignore_errors:
                     raise
                 log.warning("component %s skipped (ignoreErrors): %s", comp.name, exc)
@@ -154,6 +159,8 @@ class ComponentProcessor:
             raise ComponentLoadError(comp, "metadata.name", "a component of this name is loaded")
         self._store.add(await self._create(comp))
         self._manifests[key] = comp
+        if self._metrics is not None:
+            self._metrics.component_loaded(comp.type)
         log.info("component loaded: %s (%s/%s)", comp.name, comp.type, comp.version)
 
     def manifest(self, category: str, name: str) -> Component | None:

@@ -1,10 +1,11 @@
-"""Start-up step 6: what each of the sidecar's four listeners serves.
+"""Start-up step 6: what each of the sidecar's listeners serves.
 
 The composition root (:class:`daprlite.runtime.sidecar.Sidecar`) calls these
 in order once its components, configuration and workload identity are
 ready: the internal invocation listener, the Dapr HTTP API, the gRPC API
 (with daprlite's own services and gRPC proxying), and, with mTLS, the proxy
-listener other sidecars deliver proxied gRPC calls to. Binding and serving
+listener other sidecars deliver proxied gRPC calls to; then the public
+health port and the Prometheus metrics port, when asked for. Binding and serving
 itself is :mod:`daprlite.runtime.listeners`.
 """
 
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+
+from daprlite.observability.metrics import CONTENT_TYPE, Metrics
 from daprlite.runtime.listeners import grpc_server, serve_grpc, serve_web
 from daprlite.security.token import api_token_from_env
 from daprlite.transport.grpc.auth import AuthServicer
@@ -58,6 +62,7 @@ async def start_http(sc: Sidecar) -> int:
         pipeline=sc.api_pipeline,
         api_lists=sc.secrets.configuration.api_lists,
         auth_api=sc.auth,
+        metrics=sc.metrics,
     )
     return await serve_web(
         app, opts.listen_addresses, opts.http_port, sc.exit_stack, opts.graceful_shutdown_seconds
@@ -97,6 +102,7 @@ async def start_grpc(sc: Sidecar) -> int:
         own_app_id=opts.app_id if sc.identity is None else "",
         api_lists=sc.secrets.configuration.api_lists,
         auth=AuthServicer(sc.auth),
+        metrics=sc.metrics,
     )
     return await serve_grpc(
         server,
@@ -145,6 +151,35 @@ async def start_public(sc: Sidecar) -> int:
         build_public_app(sc.health, sc.metadata),
         opts.internal_addresses,
         opts.public_port,
+        sc.exit_stack,
+        opts.graceful_shutdown_seconds,
+    )
+
+
+def build_metrics_app(metrics: Metrics) -> web.Application:
+    """``GET /`` and ``GET /metrics``: the sidecar's metrics in the Prometheus text format."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application(client_max_size=1024)
+    app.add_routes([web.get("/", scrape), web.get("/metrics", scrape)])
+    return app
+
+
+async def start_metrics(sc: Sidecar) -> int:
+    """``--metrics-port``: Prometheus scrapes, at the internal listen addresses (0: metrics off).
+
+    They bind where the pod's other sidecar traffic arrives, so a Prometheus in
+    the cluster can scrape the pod; they carry no bodies or tokens.
+    """
+    opts = sc.options
+    if sc.metrics is None:
+        return 0
+    return await serve_web(
+        build_metrics_app(sc.metrics),
+        opts.internal_addresses,
+        opts.metrics_port,
         sc.exit_stack,
         opts.graceful_shutdown_seconds,
     )

@@ -39,6 +39,7 @@ from daprlite.components.registry import Registry
 from daprlite.config.configuration import Configuration, build_configuration
 from daprlite.config.options import Options
 from daprlite.config.resources import Resource, ResourceLoader
+from daprlite.observability.metrics import Metrics
 from daprlite.resiliency import Resiliency
 from daprlite.runtime.apphealth import AppHealth
 from daprlite.runtime.bindings import AppChannel, start_input_bindings
@@ -49,6 +50,7 @@ from daprlite.runtime.servers import (
     start_grpc,
     start_http,
     start_internal,
+    start_metrics,
     start_proxy_listener,
     start_public,
 )
@@ -67,6 +69,7 @@ class BoundPorts:
     grpc: int
     internal: int = 0
     proxy: int = 0  # the mTLS gRPC proxy listener (0: mTLS off)
+    metrics: int = 0  # the Prometheus metrics port (0: metrics off)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -93,6 +96,7 @@ class Sidecar:
         self.secrets = SecretsAPI(self.components, Configuration())
         self.auth = AuthAPI(self.components)
         self.app_channel: AppChannel | None = None
+        self.metrics: Metrics | None = None  # set in _start when metrics are on
         app_conn = None
         if options.app_port:
             app_conn = AppConnection(
@@ -166,12 +170,16 @@ class Sidecar:
         self.bindings.resiliency = self.resiliency  # also used for input-binding deliveries
         self.secrets.resiliency = self.resiliency
         self.pubsub.resiliency = self.resiliency
+        if opts.enable_metrics and self.secrets.configuration.metric.enabled:
+            self.metrics = Metrics(opts.app_id, self.secrets.configuration.metric, opts.namespace)
+        self.invoke.metrics = self.pubsub.metrics = self.metrics
         processor = ComponentProcessor(
             self.registry,
             self.components,
             opts.app_id,
             opts.namespace,
             default_secret_store=kubernetes.default_secret_store if kubernetes else "",
+            metrics=self.metrics,
         )
         await processor.load_all(resources.components, self._stack)
         self.auth.bind(self.state)  # auth.sessions keep their records through the state block
@@ -187,14 +195,16 @@ class Sidecar:
         grpc_port = await start_grpc(self)
         proxy_port = await start_proxy_listener(self)
         await start_public(self)
-        self.ports = BoundPorts(http_port, grpc_port, internal_port, proxy_port)
+        metrics_port = await start_metrics(self)
+        self.ports = BoundPorts(http_port, grpc_port, internal_port, proxy_port, metrics_port)
         await self._start_name_resolution()
         self.health.outbound_ready = True
         log.info(
-            "HTTP API on port %d, gRPC API on port %d, internal invocation on port %d",
+            "HTTP API on port %d, gRPC API on port %d, internal invocation on port %d, %s",
             http_port,
             grpc_port,
             internal_port,
+            f"metrics on port {metrics_port}" if metrics_port else "metrics off",
         )
         if opts.app_port:
             await self._open_app_channel(opts.app_port)
@@ -237,6 +247,7 @@ class Sidecar:
                 token,
                 self.app_pipeline,  # spec.appHttpPipeline runs on every call but health probes
                 self._own_client(),
+                metrics=self.metrics,
             )
         await channel.start()
         self._stack.push_async_callback(channel.close)

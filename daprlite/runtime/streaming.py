@@ -157,7 +157,9 @@ class StreamingSubscriptions:
         )
         stream = Stream(sub, self._answer_timeout)
         policy = self._pubsub.resiliency.component_inbound(req.pubsub, "pubsub")
-        deliverer = Deliverer(sub, stream.deliver, policy, self._pubsub.forward)
+        deliverer = Deliverer(
+            sub, stream.deliver, policy, self._pubsub.forward, self._pubsub.metrics
+        )
         group = live.property("consumerID") or self._app_id
         broker_md = {k: v for k, v in req.metadata.items() if k.lower() != "rawpayload"}
         handle = await component.subscribe(

@@ -241,9 +241,9 @@ async def start_subscriptions(
         if sub.bulk:
             batcher = Batcher(sub, bulk_call(channel, topic_event_request))
             stack.push_async_callback(batcher.close)  # after the component handle closes
-            deliverer = Deliverer(sub, batcher, policy, pubsub.forward)
+            deliverer = Deliverer(sub, batcher, policy, pubsub.forward, pubsub.metrics)
         else:
-            deliverer = Deliverer(sub, call_app, policy, pubsub.forward)
+            deliverer = Deliverer(sub, call_app, policy, pubsub.forward, pubsub.metrics)
         group = live.property("consumerID") or app_id
         try:
             handle = await component.subscribe(

@@ -308,6 +308,7 @@ def test_sidecars_run_the_patch_args_with_only_kubelet_values_swapped(cluster: C
             "--dapr-internal-grpc-port",
             "--internal-proxy-port",
             "--dapr-public-port",
+            "--metrics-port",
             "--dapr-listen-addresses",
             "--internal-listen-addresses",
             "--sentry-address",

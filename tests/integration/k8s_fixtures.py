@@ -42,12 +42,13 @@ def localize_args(
 
     Pods have a network namespace each; here they share the host's. So, unless ``values``
     says otherwise, both listen-address flags become ``pod_ip`` (a loopback address that
-    stands for the pod: its loopback and its IP at once), and ``--dapr-public-port`` a
-    free port.
+    stands for the pod: its loopback and its IP at once), and ``--dapr-public-port`` and
+    ``--metrics-port`` a free port each.
     """
     defaults: dict[str, int | str] = {flag: pod_ip for flag in LISTEN_FLAGS}
-    if "--dapr-public-port" in args and "--dapr-public-port" not in values:
-        defaults["--dapr-public-port"] = free_port()
+    for flag in ("--dapr-public-port", "--metrics-port"):
+        if flag in args and flag not in values:
+            defaults[flag] = free_port()
     values = {**defaults, **values}
     out: list[str] = []
     i = 0

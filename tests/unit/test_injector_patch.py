@@ -44,6 +44,8 @@ BASE_ARGS = [
     "127.0.0.1",
     "--internal-listen-addresses",
     "0.0.0.0",
+    "--metrics-port",
+    "9090",
 ]
 MTLS_ARGS = ["--enable-mtls", "--sentry-address", "daprlite-sentry.daprlite-system.svc:443"]
 
@@ -258,6 +260,16 @@ ARG_CASES = [
         ],
         id="sidecar-listen-addresses",
     ),
+    pytest.param(
+        {"dapr.io/enabled": "true", "dapr.io/app-id": "quiet", "dapr.io/enable-metrics": "false"},
+        ["--app-id", "quiet", *BASE_ARGS[:-2], "--enable-metrics", "false"],
+        id="metrics-off",
+    ),
+    pytest.param(
+        {"dapr.io/enabled": "true", "dapr.io/app-id": "other", "dapr.io/metrics-port": "9095"},
+        ["--app-id", "other", *BASE_ARGS[:-1], "9095"],
+        id="metrics-port",
+    ),
 ]
 
 
@@ -279,6 +291,7 @@ def test_sidecar_is_a_native_sidecar_with_probes_security_and_identity() -> None
         {"name": "dapr-public", "containerPort": 3501, "protocol": "TCP"},
         {"name": "dapr-internal", "containerPort": 50002, "protocol": "TCP"},
         {"name": "dapr-proxy", "containerPort": 50003, "protocol": "TCP"},
+        {"name": "dapr-metrics", "containerPort": 9090, "protocol": "TCP"},
     ]
     # Every probe goes to the health-only public port, the one that listens on the pod's IP.
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/v1.0/healthz", "port": 3501}
@@ -541,6 +554,8 @@ BAD = [
     ("sidecar-listen-addresses", " , "),
     ("graceful-shutdown-seconds", "-5"),
     ("graceful-shutdown-seconds", "5s"),
+    ("enable-metrics", "perhaps"),
+    ("metrics-port", "0"),
 ]
 
 
@@ -717,3 +732,44 @@ def test_spec_defaults_leave_flags_to_the_sidecar() -> None:
     assert spec.app_id == "web-1"
     assert spec.app_port is None and spec.log_level is None and spec.config is None
     assert spec.env == () and spec.native_sidecar is None
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def test_prometheus_is_told_where_the_sidecar_metrics_are() -> None:
+    result = patched(pod({"daprlite.io/enabled": "true", "daprlite.io/app-id": "cart"}))
+    annotations = result["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9090"
+    assert annotations["prometheus.io/path"] == "/"
+
+
+def test_a_metrics_port_annotation_moves_the_port_and_the_scrape_annotation() -> None:
+    result = patched(pod({"dapr.io/enabled": "true", "dapr.io/metrics-port": "9095"}))
+    sidecar = sidecar_of(result)
+    assert {"name": "dapr-metrics", "containerPort": 9095, "protocol": "TCP"} in sidecar["ports"]
+    assert result["metadata"]["annotations"]["prometheus.io/port"] == "9095"
+
+
+def test_a_pod_with_its_own_prometheus_annotations_keeps_them() -> None:
+    source = pod(
+        {
+            "daprlite.io/enabled": "true",
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8080",
+        }
+    )
+    annotations = patched(source)["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "8080"
+    assert "prometheus.io/path" not in annotations
+
+
+@pytest.mark.parametrize("prefix", ["daprlite.io/", "dapr.io/"])
+def test_metrics_turned_off_leave_no_port_and_no_scrape_annotations(prefix: str) -> None:
+    result = patched(pod({prefix + "enabled": "true", prefix + "enable-metrics": "false"}))
+    sidecar = sidecar_of(result)
+    assert "dapr-metrics" not in [p["name"] for p in sidecar["ports"]]
+    assert sidecar["args"][-5:-3] == ["--enable-metrics", "false"]
+    assert "--metrics-port" not in sidecar["args"]
+    assert not [k for k in result["metadata"]["annotations"] if k.startswith("prometheus.io/")]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import Protocol
 
 from daprlite import errors
@@ -41,6 +42,7 @@ from daprlite.components.nameresolution.api import (
     Resolver,
     ResolveRequest,
 )
+from daprlite.observability.metrics import Metrics
 from daprlite.observability.tracing import TraceContext, continue_trace
 from daprlite.resiliency import (
     CircuitOpenError,
@@ -105,6 +107,7 @@ class InvokeAPI:
         self.sampling_rate = sampling_rate
         self.endpoints: dict[str, Endpoint] = {}
         self.external: ExternalCaller | None = None
+        self.metrics: Metrics | None = None  # set by the sidecar when metrics are on
 
     def trace_for(self, traceparent: str | None, tracestate: str | None) -> TraceContext:
         """This hop's trace context; a new trace is sampled at the configured rate."""
@@ -118,10 +121,17 @@ class InvokeAPI:
         is_self = app_id == self.me.app_id and same_namespace(namespace, self.me.namespace)
 
         async def attempt() -> InvokeResponse:
+            start, metrics = time.perf_counter(), self.metrics
+            if metrics is not None:
+                metrics.invocation_sent(app_id)
             if is_self:
                 resp = await self.local.deliver(req, self.me, trace)
             else:
                 resp = await self._call_remote(app_id, namespace, req, trace)
+            if metrics is not None:
+                metrics.invocation_answered(
+                    app_id, resp.status, (time.perf_counter() - start) * 1000
+                )
             if resp.failed:
                 raise _app_failure(resp)
             return resp

@@ -11,6 +11,7 @@ an already-built event as it is (dead-letter topics).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from daprlite.components.pubsub.api import (
     PublishRequest,
     PubSub,
 )
+from daprlite.observability.metrics import Metrics
 from daprlite.observability.tracing import TraceContext
 from daprlite.resiliency import Resiliency
 from daprlite.runtime.registry import ComponentStore, LiveComponent
@@ -95,6 +97,7 @@ class PubSubAPI:
         self._components = components
         self.app_id = app_id
         self.resiliency = resiliency or Resiliency.build(())
+        self.metrics: Metrics | None = None  # set by the sidecar when metrics are on
         # By name, with the live component they were read from: a reloaded one is read anew.
         self._scopes: dict[str, tuple[LiveComponent, TopicScopes]] = {}
 
@@ -193,8 +196,10 @@ class PubSubAPI:
 
     async def _send(self, name: str, pubsub: PubSub, req: PublishRequest) -> None:
         policy = self.resiliency.component_outbound(name, "pubsub")
+        start, published = time.perf_counter(), False
         try:
             await call_component(policy, lambda: pubsub.publish(req), _refused)
+            published = True
         except MetadataError as exc:
             raise errors.PUBSUB_REQUEST_METADATA(
                 f"error when publishing to topic {req.topic} in pubsub {name}: {exc}"
@@ -204,6 +209,10 @@ class PubSubAPI:
                 f"error when publishing to topic {req.topic} in pubsub {name}: "
                 f"{failure_reason(exc)}"
             ) from exc
+        finally:
+            if self.metrics is not None:
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                self.metrics.pubsub_egress(name, req.topic, published, elapsed_ms)
 
     async def bulk_publish(
         self,

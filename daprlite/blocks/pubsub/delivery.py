@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from daprlite.blocks.pubsub.cloudevents import (
 )
 from daprlite.blocks.pubsub.subscriptions import Subscription
 from daprlite.components.pubsub.api import Message
+from daprlite.observability.metrics import Metrics
 from daprlite.resiliency import CircuitOpenError, Policy, ResiliencyTimeoutError
 
 log = logging.getLogger("daprlite.pubsub")
@@ -97,12 +99,18 @@ class Deliverer:
     """The handler of one subscription (see the module docstring)."""
 
     def __init__(
-        self, sub: Subscription, call_app: AppCall, policy: Policy, forward: Forward
+        self,
+        sub: Subscription,
+        call_app: AppCall,
+        policy: Policy,
+        forward: Forward,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sub = sub
         self._call_app = call_app
         self._policy = policy
         self._forward = forward
+        self._metrics = metrics  # dapr_component_pubsub_ingress_*, one count per attempt
 
     async def handle(self, msg: Message) -> None:
         sub = self.sub
@@ -121,7 +129,15 @@ class Deliverer:
         delivery = Delivery(sub, path, event, body, msg.metadata)
 
         async def attempt() -> Status:
-            status = await self._call_app(delivery)
+            start, status = time.perf_counter(), Status.RETRY  # what a failed call counts as
+            try:
+                status = await self._call_app(delivery)
+            finally:
+                if self._metrics is not None:
+                    elapsed_ms = (time.perf_counter() - start) * 1000
+                    self._metrics.pubsub_ingress(
+                        sub.pubsub, sub.topic, status.value.lower(), elapsed_ms
+                    )
             if status is Status.RETRY:
                 raise RetryDelivery(f"the app asked to retry event {event.get('id')}")
             return status

@@ -8,7 +8,10 @@ implement are answered UNIMPLEMENTED by grpc itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -20,6 +23,7 @@ from daprlite.blocks.metadata import MetadataAPI
 from daprlite.blocks.pubsub.api import PubSubAPI
 from daprlite.blocks.secrets import SecretsAPI
 from daprlite.blocks.state import StateAPI
+from daprlite.observability.metrics import Metrics
 from daprlite.runtime.streaming import StreamingSubscriptions
 from daprlite.security.apilists import APILists
 from daprlite.security.token import HEADER, token_matches
@@ -116,6 +120,84 @@ class APIListInterceptor(grpc.aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """``dapr_grpc_io_server_*``: every call counted when it completes, with its final status.
+
+    Outermost, so calls the token or API-list checks refuse are counted too.
+    The handler's behaviour is wrapped in the same shape (a coroutine, or an
+    async generator for streamed responses, as grpc.aio tells them apart), so
+    streaming RPCs and the proxy's generic handler work unchanged.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method.lstrip("/")
+        if handler.unary_unary is not None:
+            wrap, behavior = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+        elif handler.unary_stream is not None:
+            wrap, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
+        elif handler.stream_unary is not None:
+            wrap, behavior = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+        else:
+            wrap, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
+        return wrap(
+            self._measured(method, behavior),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _measured(self, method: str, behavior: Callable[..., object]) -> Callable[..., object]:
+        record = self._metrics.grpc_server
+
+        def done(context: grpc.aio.ServicerContext, start: float, failed: str) -> None:
+            code = context.code()
+            status = failed or (code.name if isinstance(code, grpc.StatusCode) else "OK")
+            record(method, status, (time.perf_counter() - start) * 1000)
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def streamed(
+                request: object, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[object]:
+                start, failed = time.perf_counter(), ""
+                try:
+                    async for item in behavior(request, context):  # type: ignore[attr-defined]
+                        yield item
+                except BaseException as exc:
+                    failed = _failure_status(exc)
+                    raise
+                finally:
+                    done(context, start, failed)
+
+            return streamed
+
+        async def unary(request: object, context: grpc.aio.ServicerContext) -> object:
+            start, failed = time.perf_counter(), ""
+            try:
+                return await behavior(request, context)  # type: ignore[misc]
+            except BaseException as exc:
+                failed = _failure_status(exc)
+                raise
+            finally:
+                done(context, start, failed)
+
+        return unary
+
+
+def _failure_status(exc: BaseException) -> str:
+    """The status an exception ends a call with ('' when the context holds it: an abort)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        return ""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"
+    return "UNKNOWN"
+
+
 # Methods of these services are the sidecar's own API, never a proxied call to the app.
 _API_SERVICES = ("/dapr.proto.runtime.v1.Dapr/", "/daprlite.runtime.v1.")
 
@@ -135,9 +217,12 @@ def build_server(
     own_app_id: str = "",
     api_lists: APILists | None = None,
     auth: AuthServicer | None = None,
+    metrics: Metrics | None = None,
 ) -> grpc.aio.Server:
     # The token is checked first: a caller without it learns nothing about the lists.
     interceptors: list[grpc.aio.ServerInterceptor] = []
+    if metrics is not None:
+        interceptors.append(MetricsInterceptor(metrics))  # outermost: refusals count too
     if api_token:
         interceptors.append(TokenInterceptor(api_token, own_app_id))
     if api_lists is not None and api_lists.active:

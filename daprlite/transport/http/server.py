@@ -2,6 +2,7 @@
 
 Middleware, outermost first:
 1. ``api_logging_middleware`` (with ``--enable-api-logging``);
+   then ``metrics.py`` (with metrics on), which counts every answer;
 2. the API-token check (with ``DAPR_API_TOKEN``);
 3. ``spec.httpPipeline`` (``middleware.py``), when the Configuration names handlers;
 4. ``error_middleware`` — turns :class:`APIError` into Dapr's JSON error body
@@ -24,6 +25,7 @@ from aiohttp.typedefs import Middleware
 
 from daprlite import errors
 from daprlite.blocks.middleware import Pipeline
+from daprlite.observability.metrics import Metrics
 from daprlite.security.apilists import HTTP, APILists
 from daprlite.security.token import HEADER, is_open, token_matches
 from daprlite.transport.http import auth as auth_routes
@@ -34,6 +36,7 @@ from daprlite.transport.http import pubsub as pubsub_routes
 from daprlite.transport.http import secrets as secrets_routes
 from daprlite.transport.http import state as state_routes
 from daprlite.transport.http.common import MAX_BODY_KEY, error_response
+from daprlite.transport.http.metrics import metrics_middleware
 from daprlite.transport.http.middleware import pipeline_middleware
 
 log = logging.getLogger("daprlite.http")
@@ -193,11 +196,14 @@ def build_app(
     pipeline: Pipeline | None = None,
     api_lists: APILists | None = None,
     auth_api: auth_routes.AuthAPI | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     # Outermost first: API logging sees the final status, errors and refusals included.
     middlewares: list[Middleware] = []
     if api_logging:
         middlewares.append(api_logging_middleware)
+    if metrics is not None:
+        middlewares.append(metrics_middleware(metrics))  # type: ignore[arg-type]
     if api_token:
         middlewares.append(token_middleware(api_token))  # type: ignore[arg-type]
     if pipeline is not None and not pipeline.empty:
