@@ -1,5 +1,6 @@
 """What ``daprlite operator`` and ``daprlite sentry`` share: a Kubernetes API client
-held open until SIGINT or SIGTERM, with start-up failures reported in one line.
+held open until SIGINT or SIGTERM, with start-up failures (a missing ``kubernetes``
+extra, no cluster configuration) reported in one line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
+
+
+def missing_extra(command: str, exc: ModuleNotFoundError) -> int:
+    """Exit status 1, saying which extra brings the driver ``command`` needs."""
+    print(
+        f"daprlite {command} needs the Python package {exc.name!r}; "
+        "install it with: pip install 'daprlite[kubernetes]'",
+        file=sys.stderr,
+    )
+    return 1
 
 
 async def serve_until_signalled(

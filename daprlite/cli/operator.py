@@ -12,7 +12,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from daprlite.cli._control_plane import serve_until_signalled
+from daprlite.cli._control_plane import missing_extra, serve_until_signalled
 from daprlite.cli.flags import LOG_LEVELS
 from daprlite.observability.logging import setup_logging
 
@@ -35,12 +35,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         from daprlite.operator.server import OperatorOptions
     except ModuleNotFoundError as exc:
-        print(
-            f"daprlite operator needs the Python package {exc.name!r}; "
-            "install it with: pip install 'daprlite[kubernetes]'",
-            file=sys.stderr,
-        )
-        return 1
+        return missing_extra("operator", exc)
     if not 1 <= args.health_port <= 65535:
         parser.error(f"--health-port: expected a port in 1-65535, got {args.health_port}")
     options = OperatorOptions(health_port=args.health_port, listen_address=args.listen_address)

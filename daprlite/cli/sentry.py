@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daprlite.cli._control_plane import serve_until_signalled
+from daprlite.cli._control_plane import missing_extra, serve_until_signalled
 from daprlite.cli.flags import LOG_LEVELS
 from daprlite.components.metadata import parse_duration
 from daprlite.injector.annotations import is_valid_trust_domain
@@ -105,12 +105,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         from daprlite.sentry.server import SentryOptions
     except ModuleNotFoundError as exc:
-        print(
-            f"daprlite sentry needs the Python package {exc.name!r}; "
-            "install it with: pip install 'daprlite[kubernetes]'",
-            file=sys.stderr,
-        )
-        return 1
+        return missing_extra("sentry", exc)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port: expected a port in 1-65535, got {args.port}")
     if not is_valid_trust_domain(args.trust_domain):

@@ -69,6 +69,23 @@ async def start_http(sc: Sidecar) -> int:
     )
 
 
+def _proxy_handler(sc: Sidecar, internal: bool) -> ProxyHandler:
+    """gRPC proxying: on the public API (forwarding, with mTLS when on) or, ``internal``,
+    on the mTLS proxy listener (the last hop, to this sidecar's own app only)."""
+    handler = ProxyHandler(
+        sc.options.app_id,
+        sc.options.namespace,
+        sc.grpc_app_target,
+        lambda: sc.invoke.resolver,
+        sc.options.max_body_size,
+        access_check=sc.access_allowed,
+        identity=None if internal else sc.identity,
+        internal=internal,
+    )
+    sc.exit_stack.push_async_callback(handler.close)
+    return handler
+
+
 async def start_grpc(sc: Sidecar) -> int:
     """The Dapr gRPC API, daprlite's own gRPC services, and gRPC proxying."""
     opts = sc.options
@@ -82,16 +99,7 @@ async def start_grpc(sc: Sidecar) -> int:
         sc.pubsub,
         sc.streaming,
     )
-    proxy = ProxyHandler(
-        opts.app_id,
-        opts.namespace,
-        sc.grpc_app_target,
-        lambda: sc.invoke.resolver,
-        opts.max_body_size,
-        access_check=sc.access_allowed,
-        identity=sc.identity,
-    )
-    sc.exit_stack.push_async_callback(proxy.close)
+    proxy = _proxy_handler(sc, internal=False)
     server = build_server(
         servicer,
         opts.max_body_size,
@@ -119,16 +127,7 @@ async def start_proxy_listener(sc: Sidecar) -> int:
     if sc.identity is None:
         return 0
     opts = sc.options
-    handler = ProxyHandler(
-        opts.app_id,
-        opts.namespace,
-        sc.grpc_app_target,
-        lambda: sc.invoke.resolver,
-        opts.max_body_size,
-        access_check=sc.access_allowed,
-        internal=True,
-    )
-    sc.exit_stack.push_async_callback(handler.close)
+    handler = _proxy_handler(sc, internal=True)
     server = grpc_server(opts.max_body_size)
     server.add_generic_rpc_handlers((handler,))
     return await serve_grpc(
