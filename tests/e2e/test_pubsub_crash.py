@@ -108,7 +108,9 @@ class Subscriber:
         assert isinstance(meta, dict)
         self.app_pids.append(int(meta["extended"]["appPID"]))
         for topic in (self.env["TOPIC"], self.env["DLQ_TOPIC"]):
-            wait_for(lambda t=topic: f"subscribed to pubsub/{t} " in run.output, 20, topic)
+            # 45 s, not 20: once in a loaded CI run a restarted subscriber took longer than
+            # 20 s to report its Redis subscription (passes in ~1 s when run alone).
+            wait_for(lambda t=topic: f"subscribed to pubsub/{t} " in run.output, 45, topic)
 
     def kill_app(self) -> None:
         os.kill(self.app_pids[-1], signal.SIGKILL)
